@@ -1,0 +1,44 @@
+import Foundation
+import Logging
+
+/// Everything `marquee serve` needs; flags win over the environment.
+public struct MarqueeConfig: Sendable {
+    public var host: String = "127.0.0.1"
+    public var port: Int = 8080
+    /// `nil`: run the embedded cluster under `dataDirectory`.
+    public var databaseURL: String?
+    public var dataDirectory: String = ".marquee"
+    public var jwtSecret: String?
+    public var holdSeconds: Int = 600
+    public var maxQuantityPerReservation: Int = 10
+    public var logLevel: Logger.Level = .info
+
+    public init() {}
+
+    /// Defaults overridden by `DATABASE_URL`, `MARQUEE_JWT_SECRET`, `MARQUEE_HOLD_SECONDS`, `MARQUEE_LOG_LEVEL`,
+    /// `MARQUEE_DATA_DIR`.
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> MarqueeConfig {
+        var config = MarqueeConfig()
+        if let url = environment["DATABASE_URL"], !url.isEmpty { config.databaseURL = url }
+        if let secret = environment["MARQUEE_JWT_SECRET"], !secret.isEmpty { config.jwtSecret = secret }
+        if let dir = environment["MARQUEE_DATA_DIR"], !dir.isEmpty { config.dataDirectory = dir }
+        if let text = environment["MARQUEE_HOLD_SECONDS"] {
+            guard let seconds = Int(text), seconds > 0 else {
+                throw ConfigError(message: "MARQUEE_HOLD_SECONDS must be a whole number of seconds above 0, not '\(text)'")
+            }
+            config.holdSeconds = seconds
+        }
+        if let text = environment["MARQUEE_LOG_LEVEL"] {
+            guard let level = Logger.Level(rawValue: text.lowercased()) else {
+                throw ConfigError(message: "MARQUEE_LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")
+            }
+            config.logLevel = level
+        }
+        return config
+    }
+}
+
+public struct ConfigError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public var description: String { message }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOSSL
+import PostgresNIO
+
+/// A `postgres://user:password@host:port/database?sslmode=…` URL.
+public struct DatabaseURL: Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public var username: String
+    public var password: String?
+    public var database: String
+    public var requireTLS: Bool
+
+    public init(parsing text: String) throws {
+        guard let components = URLComponents(string: text), let scheme = components.scheme,
+            ["postgres", "postgresql"].contains(scheme.lowercased())
+        else {
+            throw DatabaseURLError(message: "DATABASE_URL must look like postgres://user:password@host:5432/database")
+        }
+        guard let host = components.host, !host.isEmpty else {
+            throw DatabaseURLError(message: "DATABASE_URL has no host")
+        }
+        self.host = host
+        self.port = components.port ?? 5432
+        self.username = components.user?.removingPercentEncoding ?? "postgres"
+        self.password = components.password?.removingPercentEncoding
+        let path = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
+        self.database = path.isEmpty ? self.username : path
+        let sslmode = components.queryItems?.first(where: { $0.name == "sslmode" })?.value ?? "disable"
+        self.requireTLS = ["require", "verify-ca", "verify-full"].contains(sslmode)
+    }
+
+    /// The URL without its password, for logs.
+    public var description: String { "postgres://\(username)@\(host):\(port)/\(database)" }
+
+    /// The same server, another database.
+    public func with(database: String) -> DatabaseURL {
+        var copy = self
+        copy.database = database
+        return copy
+    }
+
+    var tlsContext: NIOSSLContext? {
+        requireTLS ? try? NIOSSLContext(configuration: .makeClientConfiguration()) : nil
+    }
+
+    /// Configuration for a connection pool.
+    public func clientConfiguration() -> PostgresClient.Configuration {
+        PostgresClient.Configuration(
+            host: host, port: port, username: username, password: password, database: database,
+            tls: requireTLS ? .require(.makeClientConfiguration()) : .disable)
+    }
+
+    /// Configuration for one connection.
+    public func connectionConfiguration() -> PostgresConnection.Configuration {
+        PostgresConnection.Configuration(
+            host: host, port: port, username: username, password: password, database: database,
+            tls: tlsContext.map { .require($0) } ?? .disable)
+    }
+
+    private static let connectionIDs = ManagedAtomicCounter()
+
+    /// Opens one connection, runs `body`, and closes it.
+    public func withConnection<T: Sendable>(logger: Logger, _ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let connection = try await PostgresConnection.connect(
+            configuration: connectionConfiguration(), id: Self.connectionIDs.next(), logger: logger)
+        do {
+            let value = try await body(connection)
+            try await connection.close()
+            return value
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+    }
+}
+
+public struct DatabaseURLError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public var description: String { message }
+}
+
+/// A thread-safe increasing counter for connection ids.
+final class ManagedAtomicCounter: Sendable {
+    private let value = NIOLockedValueBox(0)
+    func next() -> Int { value.withLockedValue { $0 += 1; return $0 } }
+}

@@ -1,0 +1,74 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import MarqueeCore
+
+/// Reservations: create a hold (with an Idempotency-Key), confirm it, cancel it.
+struct ReservationsController<Context: RequestContext>: Sendable {
+    struct CreateBody: Decodable {
+        var ticketTypeID: UUID
+        var quantity: Int
+        var holderEmail: String?
+
+        enum CodingKeys: String, CodingKey {
+            case quantity
+            case ticketTypeID = "ticket_type_id"
+            case holderEmail = "holder_email"
+        }
+    }
+
+    let reservations: any ReservationRepository
+    let auth: Authenticator
+    let holdSeconds: Int
+    let maxQuantity: Int
+
+    func addRoutes(events: RouterGroup<Context>, reservations group: RouterGroup<Context>) {
+        events.post(":id/reservations", use: create)
+        group.post(":id/confirm", use: confirm)
+        group.post(":id/cancel", use: cancel)
+    }
+
+    @Sendable func create(_ request: Request, context: Context) async throws -> Response {
+        let user = try await auth.user(request)
+        let eventID = try uuidParameter(context, "id", what: "event")
+        guard let key = request.headers[HTTPField.Name("Idempotency-Key")!]?.trimmingCharacters(in: .whitespaces), !key.isEmpty else {
+            throw APIError.badRequest(
+                "missing_idempotency_key", "send an Idempotency-Key header (a fresh random string per reservation, reused only for retries)")
+        }
+        guard key.utf8.count <= 200 else { throw APIError.badRequest("invalid_idempotency_key", "the Idempotency-Key must be at most 200 bytes") }
+        let body = try await JSONCoding.decodeBody(CreateBody.self, from: request)
+        guard body.quantity >= 1 else { throw APIError.badRequest("invalid_quantity", "'quantity' must be at least 1") }
+        guard body.quantity <= maxQuantity else {
+            throw APIError.badRequest("quantity_too_large", "'quantity' must be at most \(maxQuantity) per reservation")
+        }
+        if let email = body.holderEmail, email.count > 320 || !email.contains("@") {
+            throw APIError.badRequest("invalid_field", "'holder_email' is not an email address")
+        }
+        let result = try await reservations.reserve(
+            ReservationRequest(
+                userID: user.id, eventID: eventID, ticketTypeID: body.ticketTypeID, quantity: body.quantity, holderEmail: body.holderEmail,
+                idempotencyKey: key, holdSeconds: holdSeconds))
+        return try JSONCoding.response(result.reservation, status: result.created ? .created : .ok)
+    }
+
+    @Sendable func confirm(_ request: Request, context: Context) async throws -> Response {
+        let (id, actor) = try await target(request, context)
+        return try JSONCoding.response(try await reservations.confirm(id, by: actor))
+    }
+
+    @Sendable func cancel(_ request: Request, context: Context) async throws -> Response {
+        let (id, actor) = try await target(request, context)
+        return try JSONCoding.response(try await reservations.cancel(id, by: actor))
+    }
+
+    /// The reservation id and who acts on it: the user, or nil for the service role (which may act on any).
+    private func target(_ request: Request, _ context: Context) async throws -> (UUID, String?) {
+        let claims = try await auth.claims(request)
+        let id = try uuidParameter(context, "id", what: "reservation")
+        if claims.role == .serviceRole { return (id, nil) }
+        guard let sub = claims.sub, !sub.isEmpty, claims.role != .anon else {
+            throw APIError(.unauthorized, "login_required", "this needs the token of the user who made the reservation")
+        }
+        return (id, sub)
+    }
+}
