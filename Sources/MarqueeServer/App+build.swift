@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdWebSocket
 import Logging
 import MarqueeCore
 import NIOCore
@@ -14,6 +15,9 @@ public struct AppDependencies: Sendable {
     public var authority: TokenAuthority
     public var events: any EventRepository
     public var reservations: any ReservationRepository
+    public var hub: RealtimeHub
+    public var feedStatus: ChangeFeedStatus
+    public var gateway: RealtimeGateway
 }
 
 /// Builds the HTTP application with its services: the connection pool, the hold sweeper, and (when given) the
@@ -30,38 +34,66 @@ public func buildApplication(
     var poolConfiguration = database.clientConfiguration()
     poolConfiguration.options.maximumConnections = 20
     let client = PostgresClient(configuration: poolConfiguration, backgroundLogger: logger)
+    let hub = RealtimeHub()
+    let feedStatus = ChangeFeedStatus()
     let dependencies = AppDependencies(
         config: config, database: database, client: client, authority: authority,
         events: PostgresEventRepository(client: client, logger: logger),
-        reservations: PostgresReservationRepository(client: client, logger: logger))
+        reservations: PostgresReservationRepository(client: client, logger: logger),
+        hub: hub, feedStatus: feedStatus,
+        gateway: RealtimeGateway(
+            hub: hub, authority: authority, snapshots: PostgresSnapshotSource(client: client, logger: logger), logger: logger))
     try await Migrator(directory: try Migrator.locateDirectory()).migrate(database, logger: logger)
 
     let router = buildRouter(dependencies)
     var app = Application(
         router: router,
+        server: .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(maxFrameSize: 1 << 20)),
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: "marquee"),
         onServerRunning: onServerRunning,
         logger: logger)
     if let embedded { app.addServices(EmbeddedPostgresService(embedded)) }
     app.addServices(client)
+    let slot = ChangeFeed.Configuration.slotName(database: database.database, node: config.nodeName)
+    app.addServices(
+        ChangeFeed(database: database, hub: hub, status: feedStatus, configuration: .init(slotName: slot), logger: logger))
     app.addServices(HoldSweeper(repository: dependencies.reservations, clock: ContinuousClock(), logger: logger))
     return app
 }
 
-public func buildRouter(_ dependencies: AppDependencies) -> Router<BasicRequestContext> {
-    let router = Router(context: BasicRequestContext.self)
+public func buildRouter(_ dependencies: AppDependencies) -> Router<BasicWebSocketRequestContext> {
+    let router = Router(context: BasicWebSocketRequestContext.self)
     router.add(middleware: ErrorMiddleware())
     let auth = Authenticator(authority: dependencies.authority)
 
     router.get("/healthz") { _, _ in try JSONCoding.response(["status": "ok"]) }
     router.get("/readyz") { _, context in
+        var database = "ok"
         do {
             try await dependencies.client.query("select 1", logger: context.logger)
-            return try JSONCoding.response(["status": "ready", "database": "ok"])
         } catch {
-            return try JSONCoding.response(["status": "not_ready", "database": "unreachable"], status: .serviceUnavailable)
+            database = "unreachable"
         }
+        let feed = dependencies.feedStatus.isConnected ? "ok" : "disconnected"
+        let ready = database == "ok" && feed == "ok"
+        return try JSONCoding.response(
+            ["status": ready ? "ready" : "not_ready", "database": database, "change_feed": feed],
+            status: ready ? .ok : .serviceUnavailable)
     }
+    router.get("/metrics") { _, _ in
+        var text = dependencies.hub.metrics.prometheusText()
+        text += "# HELP marquee_change_feed_connected Whether the change feed is reading its slot.\n# TYPE marquee_change_feed_connected gauge\n"
+        text += "marquee_change_feed_connected \(dependencies.feedStatus.isConnected ? 1 : 0)\n"
+        text += "# HELP marquee_change_feed_changes_total Row changes handed to the router.\n# TYPE marquee_change_feed_changes_total counter\n"
+        text += "marquee_change_feed_changes_total \(dependencies.feedStatus.changesDelivered)\n"
+        if let behind = dependencies.feedStatus.secondsBehind {
+            text += "# HELP marquee_change_feed_last_commit_age_seconds Age of the newest change handed on.\n# TYPE marquee_change_feed_last_commit_age_seconds gauge\n"
+            text += "marquee_change_feed_last_commit_age_seconds \(behind)\n"
+        }
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+    dependencies.gateway.addRoutes(to: router)
 
     let api = router.group("api")
     let events = api.group("events")

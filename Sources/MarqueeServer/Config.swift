@@ -12,6 +12,8 @@ public struct MarqueeConfig: Sendable {
     public var holdSeconds: Int = 600
     public var maxQuantityPerReservation: Int = 10
     public var logLevel: Logger.Level = .info
+    /// Names this server's replication slot; nodes sharing a database need different names (`MARQUEE_NODE`).
+    public var nodeName: String = "main"
 
     public init() {}
 
@@ -22,6 +24,7 @@ public struct MarqueeConfig: Sendable {
         if let url = environment["DATABASE_URL"], !url.isEmpty { config.databaseURL = url }
         if let secret = environment["MARQUEE_JWT_SECRET"], !secret.isEmpty { config.jwtSecret = secret }
         if let dir = environment["MARQUEE_DATA_DIR"], !dir.isEmpty { config.dataDirectory = dir }
+        if let node = environment["MARQUEE_NODE"], !node.isEmpty { config.nodeName = node }
         if let text = environment["MARQUEE_HOLD_SECONDS"] {
             guard let seconds = Int(text), seconds > 0 else {
                 throw ConfigError(message: "MARQUEE_HOLD_SECONDS must be a whole number of seconds above 0, not '\(text)'")

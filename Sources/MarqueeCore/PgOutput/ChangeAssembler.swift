@@ -45,6 +45,22 @@ public struct RowChange: Sendable, Hashable {
     public var unchangedToastColumns: [String]
 
     public var commitTimestampText: String { formatCommitTimestamp(commitTimestamp) }
+
+    public init(
+        schema: String, table: String, kind: Kind, commitTimestamp: PgTimestamp, commitLSN: PgLSN, xid: UInt32, columns: [Column],
+        record: JSONObject?, oldRecord: JSONObject?, unchangedToastColumns: [String] = []
+    ) {
+        self.schema = schema
+        self.table = table
+        self.kind = kind
+        self.commitTimestamp = commitTimestamp
+        self.commitLSN = commitLSN
+        self.xid = xid
+        self.columns = columns
+        self.record = record
+        self.oldRecord = oldRecord
+        self.unchangedToastColumns = unchangedToastColumns
+    }
 }
 
 /// A committed `TRUNCATE` of one or more tables.
@@ -93,6 +109,14 @@ public struct ChangeAssembler: Sendable {
 
     /// Whether a transaction has begun and not yet committed.
     public var isInTransaction: Bool { current != nil }
+
+    /// Drops a partly received transaction, e.g. after a read or decode error, before re-reading the slot from its
+    /// confirmed position. Relation and type descriptions are kept (pgoutput re-sends them in every new session anyway).
+    public mutating func discardOpenTransaction() {
+        current = nil
+        currentOrigin = nil
+        pending = []
+    }
 
     /// Decodes one `pgoutput` message and consumes it.
     public mutating func consume(_ bytes: [UInt8]) throws(PgOutputError) -> [ChangeEvent] {

@@ -1,0 +1,165 @@
+import Foundation
+import Logging
+import MarqueeCore
+import PostgresNIO
+import ServiceLifecycle
+import Synchronization
+
+/// The state of the change feed, reported by `/readyz` and `/metrics`.
+public final class ChangeFeedStatus: Sendable {
+    struct State: Sendable {
+        var connected = false
+        var lastError: String?
+        var lastLSN: PgLSN = .invalid
+        var lastCommit: Date?
+        var batches = 0
+        var changes = 0
+    }
+
+    private let state = Mutex(State())
+    public init() {}
+
+    public var isConnected: Bool { state.withLock { $0.connected } }
+    public var lastError: String? { state.withLock { $0.lastError } }
+    public var changesDelivered: Int { state.withLock { $0.changes } }
+    public var lastLSN: PgLSN { state.withLock { $0.lastLSN } }
+    /// Seconds between now and the commit of the newest change handed on.
+    public var secondsBehind: Double? { state.withLock { $0.lastCommit.map { Date().timeIntervalSince($0) } } }
+
+    func connected(_ value: Bool, error: String? = nil) {
+        state.withLock {
+            $0.connected = value
+            if let error { $0.lastError = error } else if value { $0.lastError = nil }
+        }
+    }
+
+    func delivered(count: Int, lsn: PgLSN, commit: Date?) {
+        state.withLock {
+            $0.batches += 1
+            $0.changes += count
+            $0.lastLSN = lsn
+            if let commit { $0.lastCommit = commit }
+        }
+    }
+}
+
+/// Reads committed changes from a logical replication slot with the built-in `pgoutput` plugin over plain SQL, hands
+/// them to the hub in commit order, and only then advances the slot (at-least-once). Polls again at once while there
+/// are changes and backs off to `maxIdleDelay` when idle. Reconnects after database restarts and resumes from the slot.
+public struct ChangeFeed: Service {
+    public struct Configuration: Sendable {
+        public var slotName: String
+        public var publication = "marquee"
+        public var batchSize = 5000
+        public var minIdleDelay: Duration = .milliseconds(2)
+        public var maxIdleDelay: Duration = .milliseconds(20)
+        /// Skip changes committed before this process started (nobody connected to it could be waiting for them).
+        public var startFromCurrent = true
+
+        public init(slotName: String) { self.slotName = slotName }
+
+        /// A slot name unique per database and node: `marquee_<database>_<node>`, in the characters slots allow.
+        public static func slotName(database: String, node: String) -> String {
+            let raw = "marquee_\(database)_\(node)".lowercased()
+            let cleaned = String(raw.map { $0.isLetter || $0.isNumber || $0 == "_" ? $0 : "_" })
+            return String(cleaned.prefix(63))
+        }
+    }
+
+    let database: DatabaseURL
+    let hub: RealtimeHub
+    let status: ChangeFeedStatus
+    let configuration: Configuration
+    let logger: Logger
+
+    public init(database: DatabaseURL, hub: RealtimeHub, status: ChangeFeedStatus, configuration: Configuration, logger: Logger) {
+        self.database = database
+        self.hub = hub
+        self.status = status
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try await cancelWhenGracefulShutdown { try await self.readUntilCancelled() }
+        status.connected(false)
+    }
+
+    private func readUntilCancelled() async throws {
+        var firstConnection = true
+        var retryDelay: Duration = .milliseconds(100)
+        while !Task.isCancelled {
+            let skipBacklog = firstConnection && configuration.startFromCurrent
+            do {
+                try await database.withConnection(logger: logger) { connection in
+                    try await prepare(connection, skipBacklog: skipBacklog)
+                    status.connected(true)
+                    logger.info("change feed reading", metadata: ["slot": "\(configuration.slotName)"])
+                    try await poll(connection)
+                }
+            } catch {
+                if Task.isCancelled { return }
+                firstConnection = false
+                status.connected(false, error: describeError(error))
+                logger.warning("change feed interrupted; reconnecting", metadata: ["error": "\(describeError(error))", "retry": "\(retryDelay)"])
+                try await Task.sleep(for: retryDelay)
+                retryDelay = min(retryDelay * 2, .seconds(2))
+                continue
+            }
+            retryDelay = .milliseconds(100)
+        }
+    }
+
+    /// Creates the slot if it does not exist; on first start, moves it to the current position.
+    func prepare(_ connection: PostgresConnection, skipBacklog: Bool) async throws {
+        let slot = configuration.slotName
+        var exists = false
+        for try await _ in try await connection.query("select 1 from pg_replication_slots where slot_name = \(slot)", logger: logger) {
+            exists = true
+        }
+        if !exists {
+            try await connection.query("select pg_create_logical_replication_slot(\(slot)::name, 'pgoutput')", logger: logger)
+            logger.info("created replication slot", metadata: ["slot": "\(slot)"])
+        } else if skipBacklog {
+            try await connection.query(
+                "select pg_replication_slot_advance(\(slot)::name, pg_current_wal_lsn()) where pg_current_wal_lsn() > (select confirmed_flush_lsn from pg_replication_slots where slot_name = \(slot))",
+                logger: logger)
+        }
+    }
+
+    /// Peeks, hands whole transactions to the hub, then advances the slot past them.
+    func poll(_ connection: PostgresConnection) async throws {
+        var assembler = ChangeAssembler()
+        var idleDelay = configuration.minIdleDelay
+        let slot = configuration.slotName
+        let options = "publication_names"  // bound as a parameter like the rest
+        while !Task.isCancelled {
+            let rows = try await connection.query(
+                """
+                select lsn::text, data from pg_logical_slot_peek_binary_changes(\(slot)::name, null, \(configuration.batchSize)::int4,
+                    'proto_version', '1', \(options), \(configuration.publication))
+                """, logger: logger)
+            var lastLSN: String?
+            var changes: [RowChange] = []
+            var newestCommit: Date?
+            for try await (lsn, data) in rows.decode((String, ByteBuffer).self) {
+                lastLSN = lsn
+                for event in try assembler.consume(Array(data.readableBytesView)) {
+                    if case .row(let change) = event {
+                        changes.append(change)
+                        newestCommit = change.commitTimestamp.date
+                    }
+                }
+            }
+            guard let lastLSN else {
+                try await Task.sleep(for: idleDelay)
+                idleDelay = min(idleDelay * 2, configuration.maxIdleDelay)
+                continue
+            }
+            idleDelay = configuration.minIdleDelay
+            if !changes.isEmpty { hub.publish(changes) }
+            try await connection.query("select pg_replication_slot_advance(\(slot)::name, \(lastLSN)::pg_lsn)", logger: logger)
+            status.delivered(count: changes.count, lsn: PgLSN(lastLSN) ?? .invalid, commit: newestCommit)
+        }
+    }
+}

@@ -1,0 +1,67 @@
+import Foundation
+import Synchronization
+
+/// A counter safe to bump from any thread.
+public final class Counter: Sendable {
+    private let value = Atomic<Int>(0)
+    public init() {}
+    public func add(_ amount: Int) { value.add(amount, ordering: .relaxed) }
+    public var current: Int { value.load(ordering: .relaxed) }
+}
+
+/// Counters and a commit→queue latency histogram of the realtime path.
+public final class HubMetrics: Sendable {
+    public let connections = Counter()
+    public let subscriptions = Counter()
+    public let deliveries = Counter()
+    public let encodes = Counter()
+    public let slowConsumerDrops = Counter()
+    public let framesIn = Counter()
+    public let badFrames = Counter()
+    /// Upper bounds in milliseconds of the latency buckets.
+    public static let latencyBucketsMs: [Double] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000]
+    private let latencyBuckets = Mutex([Int](repeating: 0, count: latencyBucketsMs.count + 1))
+    private let latencySum = Mutex((count: 0, sumMs: 0.0))
+
+    public init() {}
+
+    /// Records the time from a change's commit to the moment its frames were queued.
+    public func recordCommitLatency(_ committed: Date, now: Date = Date()) {
+        let ms = max(0, now.timeIntervalSince(committed) * 1000)
+        let index = Self.latencyBucketsMs.firstIndex(where: { ms <= $0 }) ?? Self.latencyBucketsMs.count
+        latencyBuckets.withLock { $0[index] += 1 }
+        latencySum.withLock {
+            $0.count += 1
+            $0.sumMs += ms
+        }
+    }
+
+    /// Prometheus text lines for these metrics.
+    public func prometheusText() -> String {
+        var out = ""
+        func gauge(_ name: String, _ help: String, _ value: Int, type: String = "gauge") {
+            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n\(name) \(value)\n"
+        }
+        gauge("marquee_realtime_connections", "Open realtime sockets.", connections.current)
+        gauge("marquee_realtime_subscriptions", "postgres_changes bindings being delivered.", subscriptions.current)
+        gauge("marquee_realtime_deliveries_total", "Frames queued to sockets.", deliveries.current, type: "counter")
+        gauge("marquee_realtime_encodes_total", "Change frames encoded (once per topic, ids, format and audience).", encodes.current, type: "counter")
+        gauge("marquee_realtime_slow_consumer_drops_total", "Sockets closed because their queue overflowed.", slowConsumerDrops.current, type: "counter")
+        gauge("marquee_realtime_frames_in_total", "Frames received from clients.", framesIn.current, type: "counter")
+        gauge("marquee_realtime_bad_frames_total", "Frames refused as malformed.", badFrames.current, type: "counter")
+        let buckets = latencyBuckets.withLock { $0 }
+        let sum = latencySum.withLock { $0 }
+        out += "# HELP marquee_commit_to_queue_seconds Time from a change's commit to its frames being queued.\n"
+        out += "# TYPE marquee_commit_to_queue_seconds histogram\n"
+        var cumulative = 0
+        for (index, bound) in Self.latencyBucketsMs.enumerated() {
+            cumulative += buckets[index]
+            out += "marquee_commit_to_queue_seconds_bucket{le=\"\(bound / 1000)\"} \(cumulative)\n"
+        }
+        cumulative += buckets[Self.latencyBucketsMs.count]
+        out += "marquee_commit_to_queue_seconds_bucket{le=\"+Inf\"} \(cumulative)\n"
+        out += "marquee_commit_to_queue_seconds_sum \(sum.sumMs / 1000)\n"
+        out += "marquee_commit_to_queue_seconds_count \(sum.count)\n"
+        return out
+    }
+}

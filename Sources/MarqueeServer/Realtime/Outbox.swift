@@ -1,0 +1,86 @@
+import Synchronization
+
+/// What a connection's writer sends next.
+public enum OutboundFrame: Sendable, Equatable {
+    case text(String)
+    case close(code: UInt16, reason: String)
+}
+
+/// A bounded queue of frames for one socket, filled by fan-out and emptied by the socket's writer task.
+///
+/// When a socket cannot keep up and the queue is full, the queue is dropped and replaced by a close frame that tells
+/// the client to reconnect and resync, so one slow reader never grows memory or slows the others.
+public final class Outbox: Sendable {
+    struct State {
+        var frames: [OutboundFrame] = []
+        var head = 0
+        var waiter: CheckedContinuation<OutboundFrame?, Never>?
+        var finished = false
+        var overflowed = false
+    }
+
+    public let capacity: Int
+    private let state = Mutex(State())
+
+    public init(capacity: Int) { self.capacity = capacity }
+
+    /// Queues a frame; returns false when the queue overflowed (the socket is being closed) or is finished.
+    @discardableResult
+    public func enqueue(_ frame: OutboundFrame) -> Bool {
+        let (waiter, accepted): (CheckedContinuation<OutboundFrame?, Never>?, Bool) = state.withLock { state in
+            if state.finished || state.overflowed { return (nil, false) }
+            if let waiter = state.waiter {
+                state.waiter = nil
+                return (waiter, true)
+            }
+            if state.frames.count - state.head >= capacity {
+                state.overflowed = true
+                state.frames = [.close(code: 1013, reason: "slow consumer: too many messages queued; reconnect and resync")]
+                state.head = 0
+                return (nil, false)
+            }
+            state.frames.append(frame)
+            return (nil, true)
+        }
+        waiter?.resume(returning: frame)
+        return accepted
+    }
+
+    /// Whether this queue overflowed.
+    public var overflowed: Bool { state.withLock { $0.overflowed } }
+
+    /// Frames waiting to be written.
+    public var depth: Int { state.withLock { $0.frames.count - $0.head } }
+
+    /// Ends the queue: the writer gets the frames already queued, then nil.
+    public func finish() {
+        let waiter = state.withLock { state -> CheckedContinuation<OutboundFrame?, Never>? in
+            state.finished = true
+            let waiter = state.waiter
+            state.waiter = nil
+            return waiter
+        }
+        waiter?.resume(returning: nil)
+    }
+
+    /// The next frame, waiting for one; nil once finished and drained.
+    public func next() async -> OutboundFrame? {
+        await withCheckedContinuation { (continuation: CheckedContinuation<OutboundFrame?, Never>) in
+            let immediate: OutboundFrame?? = state.withLock { state in
+                if state.head < state.frames.count {
+                    let frame = state.frames[state.head]
+                    state.head += 1
+                    if state.head == state.frames.count {
+                        state.frames.removeAll(keepingCapacity: true)
+                        state.head = 0
+                    }
+                    return .some(frame)
+                }
+                if state.finished { return .some(nil) }
+                state.waiter = continuation
+                return .none
+            }
+            if let immediate { continuation.resume(returning: immediate) }
+        }
+    }
+}

@@ -1,0 +1,49 @@
+import Foundation
+import Logging
+import MarqueeCore
+import PostgresNIO
+
+/// Reads current rows for the snapshot extension. The table name comes from the subscription policy (never from the
+/// client as free text), and an `eq` condition narrows the read.
+public struct PostgresSnapshotSource: SnapshotSource {
+    let client: PostgresClient
+    let logger: Logger
+    let maxRows = 1000
+
+    public init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    public func currentRows(table: String, filter: ChangeFilter) async throws -> (columns: [RowChange.Column], rows: [JSONObject]) {
+        let parts = table.split(separator: ".", maxSplits: 1).map(String.init)
+        guard parts.count == 2, parts.allSatisfy({ $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" } }) else { return ([], []) }
+        var columns: [RowChange.Column] = []
+        let columnRows = try await client.query(
+            """
+            select a.attname::text, t.typname::text, a.atttypid::int8, coalesce(i.indisprimary, false)
+              from pg_attribute a
+              join pg_type t on t.oid = a.atttypid
+              left join pg_index i on i.indrelid = a.attrelid and i.indisprimary and a.attnum = any(i.indkey)
+             where a.attrelid = (\(parts[0]) || '.' || \(parts[1]))::regclass and a.attnum > 0 and not a.attisdropped
+             order by a.attnum
+            """, logger: logger)
+        for try await (name, type, oid, isKey) in columnRows.decode((String, String, Int64, Bool).self) {
+            columns.append(RowChange.Column(name: name, typeName: type, typeOID: UInt32(truncatingIfNeeded: oid), isKey: isKey))
+        }
+        var query: PostgresQuery = "select to_jsonb(t)::text from \(unescaped: parts[0]).\(unescaped: parts[1]) t"
+        if let key = filter.indexKey, columns.contains(where: { $0.name == key.column }) {
+            query = "select to_jsonb(t)::text from \(unescaped: parts[0]).\(unescaped: parts[1]) t where t.\(unescaped: key.column)::text = \(key.value) limit \(maxRows)"
+        } else {
+            query = "select to_jsonb(t)::text from \(unescaped: parts[0]).\(unescaped: parts[1]) t limit \(maxRows)"
+        }
+        var rows: [JSONObject] = []
+        for try await text in try await client.query(query, logger: logger).decode(String.self) {
+            if case .object(let object) = try JSONValue.parse(text) {
+                // keep the table's column order
+                rows.append(JSONObject(columns.compactMap { column in object[column.name].map { (key: column.name, value: $0) } }))
+            }
+        }
+        return (columns, rows)
+    }
+}
