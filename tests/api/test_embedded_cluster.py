@@ -76,8 +76,7 @@ def test_serve_runs_the_embedded_cluster_and_stops_it(data_dir):
                           headers={**auth(make_token(sub="persistent-user")), "Idempotency-Key": uuid.uuid4().hex}, timeout=30)
         assert held.status_code == 201, held.text
     finally:
-        code = first.stop(timeout=90)
-    assert code == 0, "".join(first.output[-30:])
+        first_code = first.stop(timeout=90)
     assert_stopped(data_dir)
 
     second = start_server(None, args=["--demo"], data_dir=data_dir, timeout=180)
@@ -91,11 +90,13 @@ def test_serve_runs_the_embedded_cluster_and_stops_it(data_dir):
     finally:
         second.process.send_signal(signal.SIGINT)  # Ctrl-C shuts down as cleanly as SIGTERM
         try:
-            code = second.process.wait(timeout=90)
+            second_code = second.process.wait(timeout=90)
         finally:
             second.stop()
-    assert code == 0, "".join(second.output[-30:])
     assert_stopped(data_dir)
+    # checked last, so that a bad exit code does not hide whether the data and the processes were right
+    assert first_code == 0, "exit code after SIGTERM:\n" + "".join(first.output[-15:])
+    assert second_code == 0, "exit code after SIGINT:\n" + "".join(second.output[-15:])
 
 
 def test_db_start_and_stop(data_dir):

@@ -118,6 +118,16 @@ def test_confirming_a_hold_past_its_expiry_raises_mq004(conn, ticket_type):
         assert error.diag.message_primary == "hold_expired"
 
 
+def test_confirming_an_expired_hold_raises_mq004(conn, ticket_type):
+    """Whether or not the sweeper has written the expiry down, the answer to confirming it is hold_expired."""
+    ticket = hold(conn, ticket_type, 2)
+    conn.execute("update tickets set status = 'expired' where id = %s", (ticket,))
+    before = state(conn, ticket_type[1])
+    error = raises("MQ004", "update tickets set status = 'confirmed' where id = %s", (ticket,), conn=conn)
+    assert error.diag.message_primary == "hold_expired"
+    assert state(conn, ticket_type[1]) == before
+
+
 def test_moves_between_states_keep_the_counts(conn, ticket_type):
     type_id = ticket_type[1]
     start = state(conn, type_id)

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Why a `postgres_changes` filter was rejected; the message goes back to the client as Supabase Realtime words it.
+/// Why a `postgres_changes` filter was rejected; the message goes back to the client worded as Supabase Realtime does.
 public struct FilterError: Error, Sendable, Hashable, CustomStringConvertible {
     public var message: String
     public init(_ message: String) { self.message = message }
@@ -9,10 +9,10 @@ public struct FilterError: Error, Sendable, Hashable, CustomStringConvertible {
 
 /// A `postgres_changes` row filter: `column=op.value[,column=op.value…]`, all conditions ANDed.
 ///
-/// Parsing follows Supabase Realtime (`subscriptions.ex` `parse_filters`); matching follows its SQL
-/// `realtime.check_equality_op` / `is_visible_through_filters`, evaluated on the JSON record instead of typed columns:
-/// SQL three-valued logic, so a NULL or missing column fails every condition (negated or not) except `is` and
-/// `isdistinct`, and a filter value that does not fit the record value's type (`abc` for a number) fails too.
+/// Parsing follows Supabase Realtime (`subscriptions.ex` `parse_filters`). Matching follows its SQL
+/// (`realtime.check_equality_op`, `is_visible_through_filters`) on the JSON record instead of typed columns, with SQL
+/// three-valued logic: a NULL or missing column fails every condition, negated or not, except `is` and `isdistinct`
+/// (a missing column fails those too), and so does a filter value that doesn't fit the record value (`abc` for a number).
 public struct ChangeFilter: Sendable, Hashable {
     public enum Operator: String, Sendable, Hashable, CaseIterable {
         case eq, neq, lt, lte, gt, gte, `in`, like, ilike, `is`, match, imatch, isdistinct
@@ -63,17 +63,17 @@ public struct ChangeFilter: Sendable, Hashable {
         return seen
     }
 
-    /// Whether a row passes every condition.
+    /// Whether a row (record values keyed by column name) passes every condition.
     public func matches(_ record: JSONObject) -> Bool {
         conditions.allSatisfy { $0.evaluate(record[$0.column]) == true }
     }
 
     /// The first non-negated `eq` condition whose value has one canonical text whatever the column's type, as
-    /// (column, canonical value): `ChangeFilter.canonicalText(record[column]) == value` exactly when the condition holds.
+    /// (column, canonical value): `ChangeFilter.canonicalText(record[column]) == value` exactly when it holds.
     ///
-    /// Values that mean different things for different column types are skipped, because no single key can stand
-    /// for them: numbers not in canonical form (`42.0`, `1e3`, `007`, or digits a float can't hold), and boolean
-    /// spellings other than `true` / `false` (`t`, `TRUE`). Those conditions still work through `matches`.
+    /// Skipped, because they mean different things for different column types: numbers not in canonical form (`42.0`,
+    /// `1e3`, `007`, or more digits than a float holds), boolean spellings other than `true`/`false` (`t`, `TRUE`),
+    /// and JSON text other than its canonical form. `matches` still handles those conditions.
     public var indexKey: (column: String, value: String)? {
         for condition in conditions where condition.op == .eq && !condition.negated && condition.values.count == 1 {
             if let key = Self.indexText(condition.values[0]) { return (condition.column, key) }
@@ -81,9 +81,9 @@ public struct ChangeFilter: Sendable, Hashable {
         return nil
     }
 
-    /// The canonical text of a record value, for comparison with `indexKey`: numbers as plain decimals without
-    /// exponent or trailing zeros (`42.0` → `42`), booleans `true` / `false`, uuids lowercased, `jsonb` with sorted
-    /// keys, other strings unchanged; nil for NULL.
+    /// The canonical text of a record value, for comparison with `indexKey`: numbers as plain decimals without exponent
+    /// or trailing zeros (`42.0` → `42`), booleans `true`/`false`, uuids lowercased, `jsonb` compact with sorted keys,
+    /// other strings unchanged; nil for NULL.
     public static func canonicalText(_ value: JSONValue) -> String? {
         switch value {
         case .null: return nil
@@ -101,10 +101,7 @@ public struct ChangeFilter: Sendable, Hashable {
             guard number == text, let d = Double(number), canonicalNumber(d.description) == number else { return nil }
             return number
         }
-        switch text.lowercased() {
-        case "t", "f", "true", "false": return text == "true" || text == "false" ? text : nil
-        default: break
-        }
+        if ["t", "f", "true", "false"].contains(text.lowercased()) { return text == "true" || text == "false" ? text : nil }
         if isUUID(text) { return text.lowercased() }
         if looksLikeJSON(text) { return canonicalJSON(text) == text ? text : nil }
         return text
@@ -116,17 +113,16 @@ public struct ChangeFilter: Sendable, Hashable {
 extension ChangeFilter {
     private static let prefix = "Error parsing `filter` params: "
 
-    /// Parses `column=op.value[,column=op.value…]`. nil, empty or blank text is `.all`.
+    /// Parses `column=op.value[,column=op.value…]`; nil, empty or blank text is `.all`.
     public static func parse(_ text: String?) throws(FilterError) -> ChangeFilter {
-        guard let text else { return .all }
-        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let trimmed = (text ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
         if trimmed.isEmpty { return .all }
         var conditions: [Condition] = []
         for segment in splitTopLevel(Array(trimmed.utf8)) { conditions.append(try parseSegment(segment)) }
         return ChangeFilter(conditions: conditions)
     }
 
-    /// Splits on commas outside `(...)` and outside a `"..."` that opens after `.`, `(` or `,` (backslash escapes).
+    /// Splits on commas outside `(...)` and outside a `"..."` opened right after `.`, `(` or `,` (with `\` escapes).
     static func splitTopLevel(_ bytes: [UInt8]) -> [String] {
         var parts: [String] = []
         var current: [UInt8] = []
@@ -145,7 +141,7 @@ extension ChangeFilter {
                     continue
                 }
                 if byte == Ascii.quote { quoted = false }
-            } else if byte == Ascii.quote, previous == Ascii.dot || previous == Ascii.openParen || previous == Ascii.comma {
+            } else if byte == Ascii.quote, [Ascii.dot, Ascii.openParen, Ascii.comma].contains(previous) {
                 quoted = true
             } else if byte == Ascii.openParen {
                 depth += 1
@@ -171,22 +167,18 @@ extension ChangeFilter {
         guard let equals = bytes.firstIndex(of: Ascii.equals) else { throw FilterError(prefix + inspect([text])) }
         let column = String(decoding: bytes[..<equals], as: UTF8.self)
         var rest = bytes[(equals + 1)...]
-        var negated = false
-        if rest.starts(with: Array("not.".utf8)) {
-            negated = true
-            rest = rest.dropFirst(4)
-        }
-        guard let dot = rest.firstIndex(of: Ascii.dot) else { throw FilterError(prefix + inspect([String(decoding: rest, as: UTF8.self)])) }
-        let opText = String(decoding: rest[..<dot], as: UTF8.self)
+        let negated = rest.starts(with: Array("not.".utf8))
+        if negated { rest = rest.dropFirst(4) }
+        guard let dot = rest.firstIndex(of: Ascii.dot) else { throw FilterError(prefix + inspect([string(rest)])) }
         let valueBytes = rest[(dot + 1)...]
-        guard let op = Operator(rawValue: opText) else {
-            throw FilterError(prefix + inspect([opText, String(decoding: valueBytes, as: UTF8.self)]))
+        guard let op = Operator(rawValue: string(rest[..<dot])) else {
+            throw FilterError(prefix + inspect([string(rest[..<dot]), string(valueBytes)]))
         }
-        if column.isEmpty { throw FilterError(prefix + "missing column name in `\(text)`") }
+        if column.isEmpty { throw FilterError(prefix + "missing column name in \(inspect(text))") }
         guard column.allSatisfy({ $0 == "_" || $0.isLetter || ("0"..."9").contains($0) }) else {
             throw FilterError(prefix + "invalid column name \(inspect(column)): use letters, digits and underscores")
         }
-        var values: [String]
+        let values: [String]
         switch op {
         case .in:
             guard valueBytes.count >= 2, valueBytes.first == Ascii.openParen, valueBytes.last == Ascii.closeParen else {
@@ -202,114 +194,92 @@ extension ChangeFilter {
             values = [unquote(valueBytes)]
         }
         let condition = Condition(column: column, op: op, negated: negated, values: values)
-        if (op == .like || op == .ilike), condition.prepared.like == nil {
+        if op == .like || op == .ilike, condition.prepared.regex == nil {
             throw FilterError(prefix + "LIKE pattern must not end with escape character")
         }
-        if (op == .match || op == .imatch), condition.prepared.regex == nil {
+        if op == .match || op == .imatch, condition.prepared.regex == nil {
             throw FilterError(prefix + "invalid regular expression for \(op.rawValue) filter: \(inspect(values[0]))")
         }
         return condition
     }
 
-    /// A value wrapped in `"..."` loses its quotes and backslash escapes; a malformed one is kept as written.
+    private static func string(_ bytes: ArraySlice<UInt8>) -> String { String(decoding: bytes, as: UTF8.self) }
+
+    /// A value wrapped in `"..."` loses the quotes and its `\` escapes; a malformed one is kept as written.
     private static func unquote(_ bytes: ArraySlice<UInt8>) -> String {
-        let original = String(decoding: bytes, as: UTF8.self)
-        guard bytes.first == Ascii.quote else { return original }
+        guard bytes.first == Ascii.quote else { return string(bytes) }
         var out: [UInt8] = []
         var index = bytes.startIndex + 1
         while index < bytes.endIndex {
-            let byte = bytes[index]
-            if byte == Ascii.quote { return index == bytes.endIndex - 1 ? String(decoding: out, as: UTF8.self) : original }
-            if byte == Ascii.backslash, index + 1 < bytes.endIndex { index += 1 }
+            if bytes[index] == Ascii.quote { return index == bytes.endIndex - 1 ? string(out[...]) : string(bytes) }
+            if bytes[index] == Ascii.backslash, index + 1 < bytes.endIndex { index += 1 }
             out.append(bytes[index])
             index += 1
         }
-        return original
+        return string(bytes)
     }
 
-    /// The elements of an `in` list, read like the Postgres array literal `{…}` Supabase turns it into: elements
-    /// separated by commas, blanks around unquoted elements dropped, `"..."` quoting and backslash escapes.
+    /// The elements of an `in` list, read like the Postgres array literal `{…}` Supabase turns it into: split on commas
+    /// outside `"..."`, blanks around elements dropped, `"..."` unquoted, `\` escapes.
     private static func parseList(_ bytes: ArraySlice<UInt8>) throws(FilterError) -> [String] {
         if bytes.allSatisfy(\.isASCIIBlankByte) { return [] }
-        let malformed = FilterError(prefix + "malformed `in` filter value: \(inspect(String(decoding: bytes, as: UTF8.self)))")
+        let malformed = FilterError(prefix + "malformed `in` filter value: \(inspect(string(bytes)))")
         var items: [String] = []
-        var index = bytes.startIndex
-        while true {
-            while index < bytes.endIndex, bytes[index].isASCIIBlankByte { index += 1 }
-            var item: [UInt8] = []
-            if index < bytes.endIndex, bytes[index] == Ascii.quote {
-                index += 1
-                var closed = false
-                while index < bytes.endIndex {
-                    var byte = bytes[index]
-                    index += 1
-                    if byte == Ascii.quote {
-                        closed = true
-                        break
-                    }
-                    if byte == Ascii.backslash, index < bytes.endIndex {
-                        byte = bytes[index]
-                        index += 1
-                    }
-                    item.append(byte)
-                }
-                guard closed else { throw malformed }
-                while index < bytes.endIndex, bytes[index].isASCIIBlankByte { index += 1 }
-            } else {
-                var significant = 0
-                while index < bytes.endIndex, bytes[index] != Ascii.comma {
-                    var byte = bytes[index]
-                    index += 1
-                    if byte == Ascii.quote || byte == Ascii.openBrace || byte == Ascii.closeBrace { throw malformed }
-                    if byte == Ascii.backslash {
-                        guard index < bytes.endIndex else { throw malformed }
-                        byte = bytes[index]
-                        index += 1
-                        item.append(byte)
-                        significant = item.count
-                    } else {
-                        item.append(byte)
-                        if !byte.isASCIIBlankByte { significant = item.count }
-                    }
-                }
-                item.removeLast(item.count - significant)
-                if item.isEmpty { throw malformed }
+        var current: [UInt8] = []
+        var quoted = false
+        var escaped = false
+        for byte in bytes + [Ascii.comma] {
+            if escaped {
+                escaped = false
+            } else if byte == Ascii.backslash {
+                escaped = true
+            } else if byte == Ascii.quote {
+                quoted.toggle()
+            } else if byte == Ascii.comma, !quoted {
+                let element = Array(current.drop(while: \.isASCIIBlankByte).reversed().drop(while: \.isASCIIBlankByte).reversed())
+                guard !element.isEmpty else { throw malformed }
+                items.append(element.first == Ascii.quote ? unquote(element[...]) : unescape(element))
+                if items.count > maxInValues { throw FilterError(prefix + "too many values for `in` filter. Maximum \(maxInValues)") }
+                current = []
+                continue
             }
-            items.append(String(decoding: item, as: UTF8.self))
-            if items.count > maxInValues { throw FilterError(prefix + "too many values for `in` filter. Maximum \(maxInValues)") }
-            if index >= bytes.endIndex { return items }
-            guard bytes[index] == Ascii.comma else { throw malformed }
-            index += 1
+            current.append(byte)
         }
+        guard !quoted, !escaped else { throw malformed }
+        return items
+    }
+
+    private static func unescape(_ bytes: [UInt8]) -> String {
+        var out: [UInt8] = []
+        var escaped = false
+        for byte in bytes {
+            if byte == Ascii.backslash, !escaped {
+                escaped = true
+                continue
+            }
+            escaped = false
+            out.append(byte)
+        }
+        return string(out[...])
     }
 
     /// Elixir's `inspect` of a list of strings, as in Supabase's messages: `["foo", "hey"]`.
     private static func inspect(_ items: [String]) -> String { "[" + items.map(inspect).joined(separator: ", ") + "]" }
 
     private static func inspect(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case "\r": out += "\\r"
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
+        let escaped = text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+        return "\"" + escaped.replacingOccurrences(of: "\n", with: "\\n").replacingOccurrences(of: "\t", with: "\\t") + "\""
     }
 }
 
 // MARK: - Matching
 
 extension ChangeFilter.Condition {
-    /// SQL three-valued result: nil is NULL/unknown (missing column, NULL value, or a value of the wrong type).
+    /// SQL three-valued result: nil is NULL/unknown (missing column, NULL value, or a value of another type).
     func evaluate(_ value: JSONValue?) -> Bool? {
         guard let value else { return nil }
         if value.isNull, op != .is, op != .isdistinct { return nil }
-        let first = prepared.literals.first ?? Literal("")
+        let first = prepared.literals.first ?? ChangeFilter.Literal("")
         let result: Bool?
         switch op {
         case .is: result = Self.isTest(value, first.text)
@@ -321,23 +291,12 @@ extension ChangeFilter.Condition {
         case .gt: result = Self.order(value, first).map { $0 > 0 }
         case .gte: result = Self.order(value, first).map { $0 >= 0 }
         case .in:
-            // `= any(array)`: true if any element is equal, else NULL if any comparison was NULL, else false.
-            var any: Bool? = false
-            for literal in prepared.literals {
-                let equal = Self.equal(value, literal)
-                if equal == true {
-                    any = true
-                    break
-                }
-                if equal == nil { any = nil }
-            }
-            result = any
-        case .like, .ilike:
-            guard case .string(let s) = value, let pattern = prepared.like else { return nil }
-            result = LikePattern.matches(pattern, Array((op == .ilike ? s.lowercased() : s).unicodeScalars))
-        case .match, .imatch:
-            guard case .string(let s) = value, let box = prepared.regex else { return nil }
-            result = box.regex.firstMatch(in: s, options: [], range: NSRange(location: 0, length: s.utf16.count)) != nil
+            // `= any(array)`: true if an element is equal, else NULL if a comparison was NULL, else false.
+            let results = prepared.literals.lazy.map { Self.equal(value, $0) }
+            result = results.contains(true) ? true : results.contains(nil) ? nil : false
+        case .like, .ilike, .match, .imatch:
+            guard case .string(let s) = value, let regex = prepared.regex else { return nil }
+            result = regex.firstMatch(in: s, options: [], range: NSRange(location: 0, length: s.utf16.count)) != nil
         }
         return result.map { negated ? !$0 : $0 }
     }
@@ -349,7 +308,7 @@ extension ChangeFilter.Condition {
         return keyword == "true" ? b : keyword == "false" ? !b : false
     }
 
-    private static func equal(_ value: JSONValue, _ literal: Literal) -> Bool? {
+    private static func equal(_ value: JSONValue, _ literal: ChangeFilter.Literal) -> Bool? {
         switch value {
         case .null: return nil
         case .bool(let b): return literal.bool.map { $0 == b }
@@ -360,16 +319,16 @@ extension ChangeFilter.Condition {
             return s == literal.text
         case .raw(let r):
             if let number = ChangeFilter.canonicalNumber(r) { return literal.number.map { $0 == number } }
-            guard let json = literal.json, let own = ChangeFilter.canonicalJSON(r) else { return nil }
-            return own == json
+            guard let json = literal.json else { return nil }
+            return ChangeFilter.canonicalJSON(r) == json
         case .array, .object:
             guard let json = literal.json else { return nil }
             return ChangeFilter.canonicalJSON(value.serialized()) == json
         }
     }
 
-    /// -1, 0 or 1 for value <, =, > literal; nil when the two don't compare.
-    private static func order(_ value: JSONValue, _ literal: Literal) -> Int? {
+    /// -1, 0 or 1 for value <, =, > literal; nil when they don't compare (`jsonb`, or a literal of another type).
+    private static func order(_ value: JSONValue, _ literal: ChangeFilter.Literal) -> Int? {
         switch value {
         case .bool(let b): return literal.bool.map { compare(b ? 1 : 0, $0 ? 1 : 0) }
         case .int(let i): return literal.number.map { compareDecimals(String(i), $0) }
@@ -379,7 +338,7 @@ extension ChangeFilter.Condition {
             return compareDecimals(number, other)
         case .string(let s):
             // C collation: byte order. Uuids compare by their lowercase text, which is their byte order.
-            let (left, right) = literal.uuid != nil && ChangeFilter.isUUID(s) ? (s.lowercased(), literal.uuid ?? "") : (s, literal.text)
+            let (left, right) = ChangeFilter.isUUID(s) && literal.uuid != nil ? (s.lowercased(), literal.uuid ?? "") : (s, literal.text)
             if left == right { return 0 }
             return left.utf8.lexicographicallyPrecedes(right.utf8) ? -1 : 1
         case .null, .array, .object: return nil
@@ -388,27 +347,20 @@ extension ChangeFilter.Condition {
 
     private static func compare<T: Comparable>(_ a: T, _ b: T) -> Int { a < b ? -1 : a == b ? 0 : 1 }
 
-    /// Compares two canonical decimals (see `ChangeFilter.canonicalNumber`).
+    /// Compares two canonical decimals (see `ChangeFilter.canonicalNumber`), exactly.
     private static func compareDecimals(_ a: String, _ b: String) -> Int {
-        let negativeA = a.hasPrefix("-")
-        let negativeB = b.hasPrefix("-")
+        let (negativeA, negativeB) = (a.hasPrefix("-"), b.hasPrefix("-"))
         if negativeA != negativeB { return negativeA ? -1 : 1 }
-        func parts(_ s: String) -> (Substring.UTF8View, Substring.UTF8View) {
-            let digits = s.drop(while: { $0 == "-" })
-            let split = digits.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
-            return (split[0].utf8, split.count > 1 ? split[1].utf8 : Substring().utf8)
+        func parts(_ s: String) -> [Substring.UTF8View] {
+            let split = s.drop(while: { $0 == "-" }).split(separator: ".", omittingEmptySubsequences: false).map(\.utf8)
+            return split.count > 1 ? split : split + [Substring().utf8]
         }
-        let (integerA, fractionA) = parts(a)
-        let (integerB, fractionB) = parts(b)
-        var result: Int
-        if integerA.count != integerB.count {
-            result = integerA.count < integerB.count ? -1 : 1
-        } else if !integerA.elementsEqual(integerB) {
-            result = integerA.lexicographicallyPrecedes(integerB) ? -1 : 1
-        } else if fractionA.elementsEqual(fractionB) {
-            result = 0
-        } else {
-            result = fractionA.lexicographicallyPrecedes(fractionB) ? -1 : 1
+        let (x, y) = (parts(a), parts(b))
+        var result = 0
+        if x[0].count != y[0].count {
+            result = x[0].count < y[0].count ? -1 : 1
+        } else if let index = [0, 1].first(where: { !x[$0].elementsEqual(y[$0]) }) {
+            result = x[index].lexicographicallyPrecedes(y[index]) ? -1 : 1
         }
         return negativeA ? -result : result
     }
@@ -416,99 +368,64 @@ extension ChangeFilter.Condition {
 
 // MARK: - Prepared values
 
-/// A filter value read every way a record value might need it.
-struct Literal: Sendable {
-    let text: String
-    let number: String?
-    let double: Double?
-    let bool: Bool?
-    let uuid: String?
-    let json: String?
+extension ChangeFilter {
+    /// A filter value read every way a record value might need it.
+    struct Literal: Sendable {
+        let text: String
+        let number: String?
+        let double: Double?
+        let bool: Bool?
+        let uuid: String?
+        let json: String?
 
-    init(_ text: String) {
-        self.text = text
-        number = ChangeFilter.canonicalNumber(text)
-        double = number.flatMap { Double($0) }
-        switch text.lowercased() {
-        case "t", "true": bool = true
-        case "f", "false": bool = false
-        default: bool = nil
+        init(_ text: String) {
+            self.text = text
+            number = canonicalNumber(text)
+            double = number.flatMap { Double($0) }
+            let lower = text.lowercased()
+            bool = lower == "t" || lower == "true" ? true : lower == "f" || lower == "false" ? false : nil
+            uuid = isUUID(text) ? lower : nil
+            json = looksLikeJSON(text) ? canonicalJSON(text) : nil
         }
-        uuid = ChangeFilter.isUUID(text) ? text.lowercased() : nil
-        json = ChangeFilter.looksLikeJSON(text) ? ChangeFilter.canonicalJSON(text) : nil
-    }
-}
-
-/// `NSRegularExpression` is immutable and documented as safe to share between threads.
-final class RegexBox: @unchecked Sendable {
-    let regex: NSRegularExpression
-    init(_ regex: NSRegularExpression) { self.regex = regex }
-}
-
-enum LikePattern {
-    enum Token: Sendable, Equatable {
-        case scalar(Unicode.Scalar)
-        case one
-        case many
     }
 
-    /// `%` (or `*`) is any run, `_` one character, `\` escapes; nil if the pattern ends with `\`.
-    static func tokens(_ pattern: String) -> [Token]? {
-        var tokens: [Token] = []
-        var scalars = pattern.unicodeScalars.makeIterator()
-        while let scalar = scalars.next() {
-            switch scalar {
-            case "\\":
-                guard let next = scalars.next() else { return nil }
-                tokens.append(.scalar(next))
-            case "%", "*": if tokens.last != .many { tokens.append(.many) }
-            case "_": tokens.append(.one)
-            default: tokens.append(.scalar(scalar))
+    struct Prepared: Sendable {
+        var literals: [Literal]
+        /// `like`/`ilike` translated to an anchored pattern, or the `match`/`imatch` pattern; nil if invalid.
+        var regex: NSRegularExpression?
+
+        init(op: Operator, values: [String]) {
+            literals = values.map(Literal.init)
+            guard let pattern = values.first else { return }
+            switch op {
+            case .like, .ilike:
+                guard let translated = Self.likeToRegex(pattern) else { return }
+                regex = try? NSRegularExpression(
+                    pattern: translated, options: op == .ilike ? [.caseInsensitive, .dotMatchesLineSeparators] : [.dotMatchesLineSeparators])
+            case .match, .imatch:
+                regex = try? NSRegularExpression(pattern: pattern, options: op == .imatch ? [.caseInsensitive] : [])
+            default: break
             }
         }
-        return tokens
-    }
 
-    static func matches(_ pattern: [Token], _ text: [Unicode.Scalar]) -> Bool {
-        var p = 0
-        var t = 0
-        var star = -1
-        var resume = 0
-        while t < text.count {
-            if p < pattern.count, pattern[p] == .one || pattern[p] == .scalar(text[t]) {
-                p += 1
-                t += 1
-            } else if p < pattern.count, pattern[p] == .many {
-                star = p
-                resume = t
-                p += 1
-            } else if star >= 0 {
-                p = star + 1
-                resume += 1
-                t = resume
-            } else {
-                return false
+        /// SQL LIKE: `%` (or `*`, as PostgREST allows) any run, `_` one character, `\` escapes the next; nil if the
+        /// pattern ends with `\`.
+        static func likeToRegex(_ pattern: String) -> String? {
+            var out = "^"
+            var escaped = false
+            for character in pattern {
+                if escaped {
+                    out += NSRegularExpression.escapedPattern(for: String(character))
+                    escaped = false
+                } else if character == "\\" {
+                    escaped = true
+                } else if character == "%" || character == "*" {
+                    if !out.hasSuffix(".*") { out += ".*" }
+                } else {
+                    out += character == "_" ? "." : NSRegularExpression.escapedPattern(for: String(character))
+                }
             }
-        }
-        while p < pattern.count, pattern[p] == .many { p += 1 }
-        return p == pattern.count
-    }
-}
-
-struct Prepared: Sendable {
-    var literals: [Literal]
-    var like: [LikePattern.Token]?
-    var regex: RegexBox?
-
-    init(op: ChangeFilter.Operator, values: [String]) {
-        literals = values.map(Literal.init)
-        if op == .like || op == .ilike, let pattern = values.first {
-            like = LikePattern.tokens(op == .ilike ? pattern.lowercased() : pattern)
-        }
-        if op == .match || op == .imatch, let pattern = values.first,
-            let regex = try? NSRegularExpression(pattern: pattern, options: op == .imatch ? [.caseInsensitive] : [])
-        {
-            self.regex = RegexBox(regex)
+            return escaped ? nil : out + "$"
         }
     }
 }
@@ -516,17 +433,14 @@ struct Prepared: Sendable {
 // MARK: - Value text
 
 extension ChangeFilter {
-    /// The plain decimal form of a number written the way Postgres reads numbers (`[+-]digits[.digits][e[+-]digits]`,
-    /// blanks around): no exponent, no leading or trailing zeros, `0` for zero. nil if the text is not a number.
+    /// The plain decimal form of a number written the way Postgres reads one (`[+-]digits[.digits][e[+-]digits]`,
+    /// blanks around): no exponent, no leading or trailing zeros, `0` for zero. nil if the text is no such number.
     static func canonicalNumber(_ text: String) -> String? {
         var bytes = Array(text.utf8)[...]
         while bytes.first?.isASCIIBlankByte == true { bytes = bytes.dropFirst() }
         while bytes.last?.isASCIIBlankByte == true { bytes = bytes.dropLast() }
-        var negative = false
-        if let sign = bytes.first, sign == Ascii.plus || sign == Ascii.minus {
-            negative = sign == Ascii.minus
-            bytes = bytes.dropFirst()
-        }
+        let negative = bytes.first == Ascii.minus
+        if negative || bytes.first == Ascii.plus { bytes = bytes.dropFirst() }
         let integer = bytes.prefix(while: \.isASCIIDigitByte)
         bytes = bytes.dropFirst(integer.count)
         var fraction = ArraySlice<UInt8>()
@@ -536,26 +450,20 @@ extension ChangeFilter {
         }
         guard !integer.isEmpty || !fraction.isEmpty else { return nil }
         var exponent = 0
-        if let e = bytes.first, e == UInt8(ascii: "e") || e == UInt8(ascii: "E") {
+        if bytes.first == UInt8(ascii: "e") || bytes.first == UInt8(ascii: "E") {
             var rest = bytes.dropFirst()
-            var exponentNegative = false
-            if let sign = rest.first, sign == Ascii.plus || sign == Ascii.minus {
-                exponentNegative = sign == Ascii.minus
-                rest = rest.dropFirst()
-            }
+            let exponentNegative = rest.first == Ascii.minus
+            if exponentNegative || rest.first == Ascii.plus { rest = rest.dropFirst() }
             let digits = rest.prefix(while: \.isASCIIDigitByte)
-            guard !digits.isEmpty, digits.count <= 4, let value = Int(String(decoding: digits, as: UTF8.self)), value <= 1000 else {
-                return nil
-            }
+            guard (1...4).contains(digits.count), let value = Int(string(digits)), value <= 1000 else { return nil }
             exponent = exponentNegative ? -value : value
             bytes = rest.dropFirst(digits.count)
         }
         guard bytes.isEmpty else { return nil }
         var digits = Array(integer) + Array(fraction)
-        var point = integer.count + exponent
         let leading = digits.prefix(while: { $0 == Ascii.zero }).count
         digits.removeFirst(leading)
-        point -= leading
+        let point = integer.count + exponent - leading
         while digits.last == Ascii.zero { digits.removeLast() }
         if digits.isEmpty { return "0" }
         var out: [UInt8] = negative ? [Ascii.minus] : []
@@ -566,58 +474,27 @@ extension ChangeFilter {
         } else {
             out += digits[..<point] + [Ascii.dot] + digits[point...]
         }
-        return String(decoding: out, as: UTF8.self)
+        return string(out[...])
     }
 
     /// `8-4-4-4-12` hex digits, either case.
     static func isUUID(_ text: String) -> Bool {
-        let bytes = text.utf8
-        guard bytes.count == 36 else { return false }
-        for (index, byte) in bytes.enumerated() {
-            if index == 8 || index == 13 || index == 18 || index == 23 {
-                guard byte == Ascii.minus else { return false }
-            } else if !(byte.isASCIIDigitByte || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte | 0x20)) {
-                return false
-            }
+        guard text.utf8.count == 36 else { return false }
+        return text.utf8.enumerated().allSatisfy { index, byte in
+            [8, 13, 18, 23].contains(index) ? byte == Ascii.minus : byte.isASCIIDigitByte || (97...102).contains(byte | 0x20)
         }
-        return true
     }
 
     static func looksLikeJSON(_ text: String) -> Bool {
-        guard let first = text.utf8.first else { return false }
-        return first == Ascii.openBrace || first == UInt8(ascii: "[") || first == Ascii.quote || text == "true" || text == "false" || text == "null"
+        ["{", "[", "\""].contains(text.first) || text == "true" || text == "false" || text == "null"
     }
 
-    /// JSON text with object keys sorted and numbers canonical, so equal `jsonb` values have equal text; nil if invalid.
+    /// Compact JSON with object keys sorted, so equal `jsonb` values have equal text; nil if the text isn't JSON.
     static func canonicalJSON(_ text: String) -> String? {
-        guard let value = try? JSONValue.parse(text) else { return nil }
-        var out = ""
-        writeCanonical(value, to: &out)
-        return out
-    }
-
-    private static func writeCanonical(_ value: JSONValue, to out: inout String) {
-        switch value {
-        case .array(let items):
-            out += "["
-            for (index, item) in items.enumerated() {
-                if index > 0 { out += "," }
-                writeCanonical(item, to: &out)
-            }
-            out += "]"
-        case .object(let object):
-            out += "{"
-            let sorted = object.entries.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
-            for (index, entry) in sorted.enumerated() {
-                if index > 0 { out += "," }
-                JSONValue.writeString(entry.key, to: &out)
-                out += ":"
-                writeCanonical(entry.value, to: &out)
-            }
-            out += "}"
-        case .double, .raw: out += canonicalText(value) ?? "null"
-        case .null, .bool, .int, .string: value.write(to: &out)
-        }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed]),
+            let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .fragmentsAllowed, .withoutEscapingSlashes])
+        else { return nil }
+        return String(decoding: data, as: UTF8.self)
     }
 }
 
@@ -630,8 +507,6 @@ private enum Ascii {
     static let equals = UInt8(ascii: "=")
     static let openParen = UInt8(ascii: "(")
     static let closeParen = UInt8(ascii: ")")
-    static let openBrace = UInt8(ascii: "{")
-    static let closeBrace = UInt8(ascii: "}")
     static let plus = UInt8(ascii: "+")
     static let minus = UInt8(ascii: "-")
     static let zero = UInt8(ascii: "0")

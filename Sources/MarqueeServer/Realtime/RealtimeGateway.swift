@@ -54,29 +54,24 @@ public final class RealtimeGateway: Sendable {
         }
     }
 
-    /// Refuses the upgrade with a JSON error when the `apikey` or `vsn` is unusable (status as Supabase answers).
+    /// Refuses the upgrade only for an unknown `vsn`. A missing or bad `apikey` is reported on each join that does not
+    /// bring a valid token of its own, as a `phx_reply` error with the reason, which clients show to the developer.
     func checkUpgrade(_ request: Request) async throws {
         guard PhoenixSerializer(vsn: request.uri.queryParameters.get("vsn")) != nil else {
             throw APIError(.badRequest, "unsupported_vsn", "vsn must be 1.0.0 or 2.0.0")
         }
-        _ = try await connectViewer(request)
     }
 
-    private func connectViewer(_ request: Request) async throws -> (Viewer, Date?) {
+    private func connectToken(_ request: Request) async -> TokenCheck {
         let key = request.headers[HTTPField.Name("x-api-key")!] ?? request.uri.queryParameters.get("apikey") ?? request.headers[HTTPField.Name("apikey")!]
-        guard let key, !key.isEmpty else { throw APIError(.unauthorized, "missing_api_key", "API key is missing") }
-        do {
-            let claims = try await authority.verify(key)
-            return (Viewer(claims), claims.exp?.value)
-        } catch {
-            throw APIError(.unauthorized, error.code.rawValue, error.message)
-        }
+        guard let key, !key.isEmpty else { return .invalid("InvalidJWTToken: API key is missing") }
+        return await check(key)
     }
 
     /// Runs one socket: a reader task feeds the session; a writer task drains the socket's outbox.
     func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request) async throws {
         let serializer = PhoenixSerializer(vsn: request.uri.queryParameters.get("vsn")) ?? .v1
-        let (viewer, _) = try await connectViewer(request)
+        let connectCheck = await connectToken(request)
         let id = nextConnectionID.add(1, ordering: .relaxed).newValue
         let outbox = Outbox(capacity: configuration.outboxCapacity)
         let connection = ConnectionHandle(id: id, serializer: serializer, outbox: outbox)
@@ -87,7 +82,7 @@ public final class RealtimeGateway: Sendable {
         }()
         let started = ContinuousClock.now
         hub.register(connection)
-        logger.info("realtime connected", metadata: ["vsn": "\(serializer.rawValue)", "role": "\(viewer.role.rawValue)"])
+        logger.info("realtime connected", metadata: ["vsn": "\(serializer.rawValue)", "token": "\(connectCheck.summary)"])
         defer {
             hub.unregister(id)
             logger.info("realtime disconnected", metadata: ["duration": "\(ContinuousClock.now - started)"])
@@ -110,7 +105,7 @@ public final class RealtimeGateway: Sendable {
                     }
                 }
             }
-            var session = RealtimeSession(connectionID: id, viewer: viewer, policy: hub.policy, limits: configuration.limits)
+            var session = RealtimeSession(connectionID: id, connectToken: connectCheck, policy: hub.policy, limits: configuration.limits)
             do {
                 for try await message in inbound.messages(maxSize: configuration.maxFrameBytes) {
                     hub.metrics.framesIn.add(1)

@@ -5,6 +5,14 @@ import MarqueeCore
 public enum TokenCheck: Sendable, Equatable {
     case valid(Viewer, expiresAt: Date?)
     case invalid(String)
+
+    /// For logs: the role, or that the token was refused (never the token itself).
+    public var summary: String {
+        switch self {
+        case .valid(let viewer, _): return viewer.role.rawValue
+        case .invalid: return "refused"
+        }
+    }
 }
 
 /// Limits a session enforces.
@@ -40,14 +48,14 @@ public struct RealtimeSession: Sendable {
 
     public let policy: SubscriptionPolicy
     public let limits: SessionLimits
-    /// The viewer of the token given at connect.
-    public private(set) var connectViewer: Viewer
+    /// The check of the token given at connect (`apikey`); joins without a token of their own use it.
+    public private(set) var connectToken: TokenCheck
     private(set) var channels: [String: Channel] = [:]
     let connectionID: Int
 
-    public init(connectionID: Int, viewer: Viewer, policy: SubscriptionPolicy, limits: SessionLimits = SessionLimits()) {
+    public init(connectionID: Int, connectToken: TokenCheck, policy: SubscriptionPolicy, limits: SessionLimits = SessionLimits()) {
         self.connectionID = connectionID
-        self.connectViewer = viewer
+        self.connectToken = connectToken
         self.policy = policy
         self.limits = limits
     }
@@ -165,16 +173,14 @@ public struct RealtimeSession: Sendable {
         } catch {
             return [reply(message, status: "error", response: .object(["reason": .string("InvalidJoinPayload: \(error.message)")]))]
         }
-        var viewer = connectViewer
-        var expiresAt: Date?
-        if let token {
-            switch token {
-            case .valid(let tokenViewer, let expiry):
-                viewer = tokenViewer
-                expiresAt = expiry
-            case .invalid(let reason):
-                return [reply(message, status: "error", response: .object(["reason": .string(reason)]))]
-            }
+        let viewer: Viewer
+        let expiresAt: Date?
+        switch token ?? connectToken {
+        case .valid(let tokenViewer, let expiry):
+            viewer = tokenViewer
+            expiresAt = expiry
+        case .invalid(let reason):
+            return [reply(message, status: "error", response: .object(["reason": .string(reason)]))]
         }
         var actions: [Action] = []
         if let previous = channels.removeValue(forKey: message.topic) {
