@@ -8,7 +8,7 @@ struct Marquee: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "marquee",
         abstract: "Real-time ticket availability over the Supabase Realtime protocol.",
-        subcommands: [Serve.self, Migrate.self, Seed.self, Token.self, Database.self])
+        subcommands: [Serve.self, Migrate.self, Seed.self, Token.self, Database.self, Watch.self])
 }
 
 /// Options shared by the commands that talk to the database.
