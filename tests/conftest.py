@@ -120,6 +120,7 @@ def start_server(database_url: str | None, env: dict | None = None, args: list |
                  timeout: float = 60.0) -> ServerProcess:
     """Starts `marquee serve` on a free port and waits until it says it is listening."""
     data_dir = data_dir or tempfile.mkdtemp(prefix="marquee-server-")
+    os.makedirs(data_dir, exist_ok=True)
     os.chmod(data_dir, 0o755)
     full_env = dict(os.environ)
     full_env.pop("DATABASE_URL", None)
