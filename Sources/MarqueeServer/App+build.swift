@@ -18,6 +18,7 @@ public struct AppDependencies: Sendable {
     public var hub: RealtimeHub
     public var feedStatus: ChangeFeedStatus
     public var gateway: RealtimeGateway
+    public var webMetrics = WebMetrics()
 }
 
 /// Builds the HTTP application with its services: the connection pool, the hold sweeper, and (when given) the
@@ -70,7 +71,8 @@ public func buildRouter(_ dependencies: AppDependencies) -> Router<BasicWebSocke
     router.get("/readyz") { _, context in
         var database = "ok"
         do {
-            try await dependencies.client.query("select 1", logger: context.logger)
+            let logger = context.logger
+            try await withDeadline(.seconds(1)) { try await dependencies.client.query("select 1", logger: logger) }
         } catch {
             database = "unreachable"
         }
@@ -102,5 +104,6 @@ public func buildRouter(_ dependencies: AppDependencies) -> Router<BasicWebSocke
         reservations: dependencies.reservations, auth: auth, holdSeconds: dependencies.config.holdSeconds,
         maxQuantity: dependencies.config.maxQuantityPerReservation
     ).addRoutes(events: events, reservations: api.group("reservations"))
+    WebController(dependencies: dependencies).addRoutes(to: router)
     return router
 }

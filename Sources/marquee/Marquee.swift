@@ -157,13 +157,14 @@ struct Database: AsyncParsableCommand {
 
     struct Start: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Start the embedded cluster and print its URL; it keeps running.")
+        @Option(help: "Listen on this port instead of a free one.") var port: Int?
         @OptionGroup var options: DatabaseOptions
 
         func run() async throws {
             let config = try options.config()
             do {
                 let embedded = EmbeddedPostgres(dataDirectory: config.dataDirectory, logger: options.logger(config))
-                print(try await embedded.start())
+                print(try await embedded.start(preferredPort: port))
             } catch {
                 fail(error)
             }

@@ -70,10 +70,10 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
             configuration: connectionConfiguration(), id: Self.connectionIDs.next(), logger: logger)
         do {
             let value = try await body(connection)
-            try await connection.close()
+            if !connection.isClosed { try await connection.close() }
             return value
         } catch {
-            try? await connection.close()
+            if !connection.isClosed { try? await connection.close() }
             throw error
         }
     }

@@ -48,9 +48,10 @@ public actor EmbeddedPostgres {
     var passwordFile: URL { dataDirectory.appendingPathComponent("postgres.password") }
     var clusterPointerFile: URL { dataDirectory.appendingPathComponent("postgres.location") }
 
-    /// Creates the cluster if needed, starts it if it is not running, and returns the URL of the `marquee` database.
+    /// Creates the cluster if needed, starts it if it is not running (on `preferredPort`, or a free one), and returns
+    /// the URL of the `marquee` database.
     @discardableResult
-    public func start() async throws -> String {
+    public func start(preferredPort: Int? = nil) async throws -> String {
         if let databaseURL { return databaseURL }
         binDirectory = try Self.findBinaries()
         try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
@@ -74,7 +75,7 @@ public actor EmbeddedPostgres {
             port = running
             logger.info("using the embedded PostgreSQL that is already running", metadata: ["port": "\(port)"])
         } else {
-            port = try await Self.freePort()
+            if let preferredPort { port = preferredPort } else { port = try await Self.freePort() }
             try await startServer(port: port)
             startedHere = true
         }

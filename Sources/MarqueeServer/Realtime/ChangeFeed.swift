@@ -134,6 +134,8 @@ public struct ChangeFeed: Service {
         let slot = configuration.slotName
         let options = "publication_names"  // bound as a parameter like the rest
         while !Task.isCancelled {
+            // a query on a connection the server closed while this loop slept would never return
+            guard !connection.isClosed else { throw ChangeFeedError(message: "the database closed the connection") }
             let rows = try await connection.query(
                 """
                 select lsn::text, data from pg_logical_slot_peek_binary_changes(\(slot)::name, null, \(configuration.batchSize)::int4,
@@ -162,4 +164,9 @@ public struct ChangeFeed: Service {
             status.delivered(count: changes.count, lsn: PgLSN(lastLSN) ?? .invalid, commit: newestCommit)
         }
     }
+}
+
+struct ChangeFeedError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
 }
