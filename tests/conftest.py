@@ -124,7 +124,8 @@ def start_server(database_url: str | None, env: dict | None = None, args: list |
     os.chmod(data_dir, 0o755)
     full_env = dict(os.environ)
     full_env.pop("DATABASE_URL", None)
-    full_env.update({"MARQUEE_JWT_SECRET": TEST_SECRET, "MARQUEE_LOG_LEVEL": "info"})
+    # each server reads its own replication slot, even when several share a database
+    full_env.update({"MARQUEE_JWT_SECRET": TEST_SECRET, "MARQUEE_LOG_LEVEL": "info", "MARQUEE_NODE": "n" + uuid.uuid4().hex[:8]})
     if database_url:
         full_env["DATABASE_URL"] = database_url
     full_env.update(env or {})

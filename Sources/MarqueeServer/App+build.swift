@@ -43,7 +43,8 @@ public func buildApplication(
         reservations: PostgresReservationRepository(client: client, logger: logger),
         hub: hub, feedStatus: feedStatus,
         gateway: RealtimeGateway(
-            hub: hub, authority: authority, snapshots: PostgresSnapshotSource(client: client, logger: logger), logger: logger))
+            hub: hub, authority: authority, snapshots: PostgresSnapshotSource(client: client, logger: logger),
+            broadcasts: PostgresBroadcastStore(client: client, logger: logger), logger: logger))
     try await Migrator(directory: try Migrator.locateDirectory()).migrate(database, logger: logger)
 
     let router = buildRouter(dependencies)
@@ -56,9 +57,16 @@ public func buildApplication(
     if let embedded { app.addServices(EmbeddedPostgresService(embedded)) }
     app.addServices(client)
     let slot = ChangeFeed.Configuration.slotName(database: database.database, node: config.nodeName)
+    let feed = ChangeFeed(database: database, hub: hub, status: feedStatus, configuration: .init(slotName: slot), logger: logger)
+    try await feed.prepareSlot()
+    app.addServices(feed)
     app.addServices(
-        ChangeFeed(database: database, hub: hub, status: feedStatus, configuration: .init(slotName: slot), logger: logger))
-    app.addServices(HoldSweeper(repository: dependencies.reservations, clock: ContinuousClock(), logger: logger))
+        HoldSweeper(
+            repository: dependencies.reservations, warningSeconds: config.holdWarningSeconds, clock: ContinuousClock(), logger: logger))
+    let retention = MessageRetention(
+        client: client, retentionSeconds: config.messageRetentionSeconds, removed: hub.metrics.prunedMessages, clock: ContinuousClock(),
+        logger: logger)
+    app.addServices(retention)
     return app
 }
 

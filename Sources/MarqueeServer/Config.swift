@@ -14,6 +14,10 @@ public struct MarqueeConfig: Sendable {
     public var logLevel: Logger.Level = .info
     /// Names this server's replication slot; nodes sharing a database need different names (`MARQUEE_NODE`).
     public var nodeName: String = "main"
+    /// How long before a hold expires its owner is warned on `user:<id>:reservations` (`MARQUEE_HOLD_WARNING_SECONDS`).
+    public var holdWarningSeconds: Int = 60
+    /// How long stored broadcast messages are kept (`MARQUEE_MESSAGE_RETENTION_SECONDS`, default 3 days).
+    public var messageRetentionSeconds: Int = 3 * 24 * 3600
 
     public init() {}
 
@@ -25,6 +29,18 @@ public struct MarqueeConfig: Sendable {
         if let secret = environment["MARQUEE_JWT_SECRET"], !secret.isEmpty { config.jwtSecret = secret }
         if let dir = environment["MARQUEE_DATA_DIR"], !dir.isEmpty { config.dataDirectory = dir }
         if let node = environment["MARQUEE_NODE"], !node.isEmpty { config.nodeName = node }
+        if let text = environment["MARQUEE_HOLD_WARNING_SECONDS"] {
+            guard let seconds = Int(text), seconds >= 0 else {
+                throw ConfigError(message: "MARQUEE_HOLD_WARNING_SECONDS must be a whole number of seconds (0 turns warnings off), not '\(text)'")
+            }
+            config.holdWarningSeconds = seconds
+        }
+        if let text = environment["MARQUEE_MESSAGE_RETENTION_SECONDS"] {
+            guard let seconds = Int(text), seconds > 0 else {
+                throw ConfigError(message: "MARQUEE_MESSAGE_RETENTION_SECONDS must be a whole number of seconds above 0, not '\(text)'")
+            }
+            config.messageRetentionSeconds = seconds
+        }
         if let text = environment["MARQUEE_HOLD_SECONDS"] {
             guard let seconds = Int(text), seconds > 0 else {
                 throw ConfigError(message: "MARQUEE_HOLD_SECONDS must be a whole number of seconds above 0, not '\(text)'")

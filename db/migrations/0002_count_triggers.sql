@@ -15,6 +15,7 @@ language plpgsql as $$
 begin
     new.available := new.capacity - new.sold - new.reserved;
     if tg_op = 'UPDATE' then
+        new.version := old.version;
         if new.capacity = old.capacity and new.sold = old.sold and new.reserved = old.reserved
            and new.name = old.name and new.price_cents = old.price_cents then
             return new;
@@ -90,6 +91,10 @@ begin
                 detail = 'quantity, event_ticket_id, event_id and user_id of a reservation cannot change';
         end if;
         if new.status <> old.status then
+            if old.status = 'expired' and new.status = 'confirmed' then
+                raise exception 'hold_expired' using errcode = 'MQ004',
+                    detail = format('the hold expired at %s', old.hold_expires_at);
+            end if;
             if not ((old.status = 'reserved' and new.status in ('confirmed', 'cancelled', 'expired'))
                     or (old.status = 'confirmed' and new.status = 'cancelled')) then
                 raise exception 'invalid_transition' using errcode = 'MQ003',

@@ -33,17 +33,6 @@ public struct ChangeFilter: Sendable, Hashable {
             self.values = values
             prepared = Prepared(op: op, values: values)
         }
-
-        public static func == (lhs: Condition, rhs: Condition) -> Bool {
-            lhs.column == rhs.column && lhs.op == rhs.op && lhs.negated == rhs.negated && lhs.values == rhs.values
-        }
-
-        public func hash(into hasher: inout Hasher) {
-            hasher.combine(column)
-            hasher.combine(op)
-            hasher.combine(negated)
-            hasher.combine(values)
-        }
     }
 
     /// Empty: every row matches.
@@ -118,46 +107,41 @@ extension ChangeFilter {
         let trimmed = (text ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
         if trimmed.isEmpty { return .all }
         var conditions: [Condition] = []
-        for segment in splitTopLevel(Array(trimmed.utf8)) { conditions.append(try parseSegment(segment)) }
+        for part in split(Array(trimmed.utf8)[...], list: false).parts { conditions.append(try parseSegment(string(part))) }
         return ChangeFilter(conditions: conditions)
     }
 
-    /// Splits on commas outside `(...)` and outside a `"..."` opened right after `.`, `(` or `,` (with `\` escapes).
-    static func splitTopLevel(_ bytes: [UInt8]) -> [String] {
-        var parts: [String] = []
-        var current: [UInt8] = []
-        var depth = 0
-        var quoted = false
-        var previous: UInt8 = 0
-        var index = 0
-        while index < bytes.count {
+    /// Splits on commas outside `"..."` (inside, `\` escapes). At the top level, as Supabase's `split_top_level`: also
+    /// outside `(...)`, and a quote opens only right after `.`, `(` or `,`. In an `in` list, which Supabase hands to
+    /// Postgres as an array literal, a quote opens anywhere and `\` escapes outside quotes too.
+    static func split(_ bytes: ArraySlice<UInt8>, list: Bool) -> (parts: [ArraySlice<UInt8>], unclosed: Bool) {
+        var parts: [ArraySlice<UInt8>] = []
+        var (start, index, depth, quoted, previous) = (bytes.startIndex, bytes.startIndex, 0, false, UInt8(0))
+        while index < bytes.endIndex {
             let byte = bytes[index]
             index += 1
-            if quoted {
-                if byte == Ascii.backslash, index < bytes.count {
-                    current += [byte, bytes[index]]
-                    previous = bytes[index]
-                    index += 1
-                    continue
-                }
-                if byte == Ascii.quote { quoted = false }
-            } else if byte == Ascii.quote, [Ascii.dot, Ascii.openParen, Ascii.comma].contains(previous) {
-                quoted = true
-            } else if byte == Ascii.openParen {
-                depth += 1
-            } else if byte == Ascii.closeParen {
-                depth = max(0, depth - 1)
-            } else if byte == Ascii.comma, depth == 0 {
-                parts.append(String(decoding: current, as: UTF8.self))
-                current = []
-                previous = 0
+            if byte == Ascii.backslash, quoted || list, index < bytes.endIndex {
+                previous = bytes[index]
+                index += 1
                 continue
             }
-            current.append(byte)
+            if quoted {
+                quoted = byte != Ascii.quote
+            } else if byte == Ascii.quote, list || [Ascii.dot, Ascii.openParen, Ascii.comma].contains(previous) {
+                quoted = true
+            } else if byte == Ascii.openParen, !list {
+                depth += 1
+            } else if byte == Ascii.closeParen, !list {
+                depth = max(0, depth - 1)
+            } else if byte == Ascii.comma, depth == 0 {
+                parts.append(bytes[start..<(index - 1)])
+                (start, previous) = (index, 0)
+                continue
+            }
             previous = byte
         }
-        parts.append(String(decoding: current, as: UTF8.self))
-        return parts
+        parts.append(bytes[start...])
+        return (parts, quoted)
     }
 
     private static func parseSegment(_ segment: String) throws(FilterError) -> Condition {
@@ -178,20 +162,17 @@ extension ChangeFilter {
         guard column.allSatisfy({ $0 == "_" || $0.isLetter || ("0"..."9").contains($0) }) else {
             throw FilterError(prefix + "invalid column name \(inspect(column)): use letters, digits and underscores")
         }
-        let values: [String]
-        switch op {
-        case .in:
+        var values = [unquote(valueBytes) ?? string(valueBytes)]
+        if op == .in {
             guard valueBytes.count >= 2, valueBytes.first == Ascii.openParen, valueBytes.last == Ascii.closeParen else {
                 throw FilterError(prefix + "`in` filter value must be wrapped by parentheses")
             }
             values = try parseList(valueBytes.dropFirst().dropLast())
-        case .is:
-            values = [unquote(valueBytes).lowercased()]
+        } else if op == .is {
+            values[0] = values[0].lowercased()
             guard ["null", "true", "false", "unknown"].contains(values[0]) else {
                 throw FilterError(prefix + "invalid value for is filter: must be null, true, false, or unknown")
             }
-        default:
-            values = [unquote(valueBytes)]
         }
         let condition = Condition(column: column, op: op, negated: negated, values: values)
         if op == .like || op == .ilike, condition.prepared.regex == nil {
@@ -205,62 +186,35 @@ extension ChangeFilter {
 
     private static func string(_ bytes: ArraySlice<UInt8>) -> String { String(decoding: bytes, as: UTF8.self) }
 
-    /// A value wrapped in `"..."` loses the quotes and its `\` escapes; a malformed one is kept as written.
-    private static func unquote(_ bytes: ArraySlice<UInt8>) -> String {
-        guard bytes.first == Ascii.quote else { return string(bytes) }
-        var out: [UInt8] = []
-        var index = bytes.startIndex + 1
+    /// The text inside `"..."`, with `\` escapes resolved; nil unless the bytes are exactly one quoted string.
+    private static func unquote(_ bytes: ArraySlice<UInt8>) -> String? {
+        guard bytes.first == Ascii.quote else { return nil }
+        var (out, index) = ([UInt8](), bytes.startIndex + 1)
         while index < bytes.endIndex {
-            if bytes[index] == Ascii.quote { return index == bytes.endIndex - 1 ? string(out[...]) : string(bytes) }
+            if bytes[index] == Ascii.quote { return index == bytes.endIndex - 1 ? string(out[...]) : nil }
             if bytes[index] == Ascii.backslash, index + 1 < bytes.endIndex { index += 1 }
             out.append(bytes[index])
             index += 1
         }
-        return string(bytes)
+        return nil
     }
 
-    /// The elements of an `in` list, read like the Postgres array literal `{…}` Supabase turns it into: split on commas
-    /// outside `"..."`, blanks around elements dropped, `"..."` unquoted, `\` escapes.
+    /// The elements of an `in` list, read like the Postgres array literal Supabase makes of it: blanks around elements
+    /// dropped, `"..."` quoting and `\` escapes.
     private static func parseList(_ bytes: ArraySlice<UInt8>) throws(FilterError) -> [String] {
         if bytes.allSatisfy(\.isASCIIBlankByte) { return [] }
         let malformed = FilterError(prefix + "malformed `in` filter value: \(inspect(string(bytes)))")
+        let (parts, unclosed) = split(bytes, list: true)
+        if unclosed { throw malformed }
+        if parts.count > maxInValues { throw FilterError(prefix + "too many values for `in` filter. Maximum \(maxInValues)") }
         var items: [String] = []
-        var current: [UInt8] = []
-        var quoted = false
-        var escaped = false
-        for byte in bytes + [Ascii.comma] {
-            if escaped {
-                escaped = false
-            } else if byte == Ascii.backslash {
-                escaped = true
-            } else if byte == Ascii.quote {
-                quoted.toggle()
-            } else if byte == Ascii.comma, !quoted {
-                let element = Array(current.drop(while: \.isASCIIBlankByte).reversed().drop(while: \.isASCIIBlankByte).reversed())
-                guard !element.isEmpty else { throw malformed }
-                items.append(element.first == Ascii.quote ? unquote(element[...]) : unescape(element))
-                if items.count > maxInValues { throw FilterError(prefix + "too many values for `in` filter. Maximum \(maxInValues)") }
-                current = []
-                continue
-            }
-            current.append(byte)
+        for part in parts {
+            guard let first = part.firstIndex(where: { !$0.isASCIIBlankByte }), let last = part.lastIndex(where: { !$0.isASCIIBlankByte }),
+                let item = unquote(part[first] == Ascii.quote ? part[first...last] : ([Ascii.quote] + part[first...last] + [Ascii.quote])[...])
+            else { throw malformed }
+            items.append(item)
         }
-        guard !quoted, !escaped else { throw malformed }
         return items
-    }
-
-    private static func unescape(_ bytes: [UInt8]) -> String {
-        var out: [UInt8] = []
-        var escaped = false
-        for byte in bytes {
-            if byte == Ascii.backslash, !escaped {
-                escaped = true
-                continue
-            }
-            escaped = false
-            out.append(byte)
-        }
-        return string(out[...])
     }
 
     /// Elixir's `inspect` of a list of strings, as in Supabase's messages: `["foo", "hey"]`.
@@ -319,11 +273,8 @@ extension ChangeFilter.Condition {
             return s == literal.text
         case .raw(let r):
             if let number = ChangeFilter.canonicalNumber(r) { return literal.number.map { $0 == number } }
-            guard let json = literal.json else { return nil }
-            return ChangeFilter.canonicalJSON(r) == json
-        case .array, .object:
-            guard let json = literal.json else { return nil }
-            return ChangeFilter.canonicalJSON(value.serialized()) == json
+            return literal.json.map { $0 == ChangeFilter.canonicalJSON(r) }
+        case .array, .object: return literal.json.map { $0 == ChangeFilter.canonicalJSON(value.serialized()) }
         }
     }
 
@@ -372,11 +323,9 @@ extension ChangeFilter {
     /// A filter value read every way a record value might need it.
     struct Literal: Sendable {
         let text: String
-        let number: String?
+        let number: String?, uuid: String?, json: String?
         let double: Double?
         let bool: Bool?
-        let uuid: String?
-        let json: String?
 
         init(_ text: String) {
             self.text = text
@@ -389,7 +338,11 @@ extension ChangeFilter {
         }
     }
 
-    struct Prepared: Sendable {
+    /// Derived from `op` and `values`, so it takes no part in equality.
+    struct Prepared: Sendable, Hashable {
+        static func == (lhs: Prepared, rhs: Prepared) -> Bool { true }
+        func hash(into hasher: inout Hasher) {}
+
         var literals: [Literal]
         /// `like`/`ilike` translated to an anchored pattern, or the `match`/`imatch` pattern; nil if invalid.
         var regex: NSRegularExpression?
@@ -500,16 +453,12 @@ extension ChangeFilter {
 
 /// ASCII bytes the filter grammar cares about.
 private enum Ascii {
-    static let backslash = UInt8(ascii: "\\")
-    static let quote = UInt8(ascii: "\"")
-    static let dot = UInt8(ascii: ".")
-    static let comma = UInt8(ascii: ",")
-    static let equals = UInt8(ascii: "=")
-    static let openParen = UInt8(ascii: "(")
-    static let closeParen = UInt8(ascii: ")")
-    static let plus = UInt8(ascii: "+")
-    static let minus = UInt8(ascii: "-")
-    static let zero = UInt8(ascii: "0")
+    static let (backslash, quote, dot, comma, equals) = (
+        UInt8(ascii: "\\"), UInt8(ascii: "\""), UInt8(ascii: "."), UInt8(ascii: ","), UInt8(ascii: "=")
+    )
+    static let (openParen, closeParen, plus, minus, zero) = (
+        UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "0")
+    )
 }
 
 extension UInt8 {

@@ -51,7 +51,7 @@ public struct PostgresChangesBinding: Sendable, Hashable {
 }
 
 /// The parts of a `phx_join` payload Marquee acts on.
-public struct JoinConfig: Sendable, Hashable {
+public struct JoinConfig: Sendable {
     public var bindings: [PostgresChangesBinding] = []
     /// Bindings that could not be parsed, with the reason (sent as a `system` error after the join reply).
     public var bindingErrors: [String] = []
@@ -60,6 +60,8 @@ public struct JoinConfig: Sendable, Hashable {
     public var presenceEnabled = false
     public var presenceKey: String = ""
     public var isPrivate = false
+    /// `config.broadcast.replay`: stored messages newer than `since` (ms since 1970), at most `limit`.
+    public var replay: (since: Int64, limit: Int)?
     /// Marquee's extension: send the current rows right after the join (`config.marquee.snapshot`).
     public var snapshot = false
     public var accessToken: String?
@@ -78,6 +80,11 @@ public struct JoinConfig: Sendable, Hashable {
         if let broadcast = object["broadcast"]?.objectValue {
             config.broadcastSelf = flexibleBool(broadcast["self"]) ?? false
             config.broadcastAck = flexibleBool(broadcast["ack"]) ?? false
+            if let replay = broadcast["replay"]?.objectValue {
+                guard let since = replay["since"]?.intValue else { throw FrameError("config.broadcast.replay needs 'since' (milliseconds)") }
+                let limit = replay["limit"]?.intValue ?? 25
+                config.replay = (since, Int(max(1, min(limit, 25))))
+            }
         }
         if let presence = object["presence"]?.objectValue {
             config.presenceEnabled = flexibleBool(presence["enabled"]) ?? false

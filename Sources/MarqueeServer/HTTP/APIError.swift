@@ -92,6 +92,8 @@ enum DatabaseErrorMapping {
         case "MQ004": return APIError(.conflict, "hold_expired", "the hold has expired; reserve again")
         case "MQ005": return APIError(.badRequest, "immutable_field", detail)
         case "MQ006": return APIError(.notFound, "ticket_type_not_found", detail)
+        case "23503" where info[.constraintName] == "tickets_event_id_fkey":
+            return APIError(.notFound, "event_not_found", "no such event")
         case "23503": return APIError(.notFound, "ticket_type_not_found", "no such ticket type in this event")
         case "23514": return APIError(.conflict, "constraint_violation", "the change would break a rule of the data: \(info[.constraintName] ?? "check")")
         case "22P02": return APIError(.badRequest, "invalid_field", "a value has the wrong format")

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import MarqueeCore
 
 /// JSON in and out of the HTTP API.
 enum JSONCoding {
@@ -57,7 +58,10 @@ enum JSONCoding {
             throw APIError.badRequest("missing_field", "the field '\(path(context.codingPath))' must not be null")
         } catch let DecodingError.dataCorrupted(context) {
             if context.codingPath.isEmpty {
-                throw APIError.badRequest("invalid_json", "the body is not valid JSON")
+                guard (try? JSONValue.parse(Data(buffer.readableBytesView))) != nil else {
+                    throw APIError.badRequest("invalid_json", "the body is not valid JSON")
+                }
+                throw APIError.badRequest("invalid_field", "a field has a value of the wrong kind: \(context.debugDescription)")
             }
             throw APIError.badRequest("invalid_field", "the field '\(path(context.codingPath))' is not valid: \(context.debugDescription)")
         }

@@ -81,25 +81,35 @@ public struct ChangeFeed: Service {
     }
 
     public func run() async throws {
-        try await cancelWhenGracefulShutdown { try await self.readUntilCancelled() }
+        do {
+            try await cancelWhenGracefulShutdown { try await self.readUntilCancelled() }
+        } catch is CancellationError {
+            // shutting down
+        }
         status.connected(false)
     }
 
+    /// Creates the slot before the server accepts connections, so that nothing committed after start-up is missed;
+    /// skips a backlog left by an earlier run (nobody connected to this process can be waiting for it).
+    public func prepareSlot() async throws {
+        try await database.withConnection(logger: logger) { connection in
+            try await prepare(connection, skipBacklog: configuration.startFromCurrent)
+        }
+    }
+
     private func readUntilCancelled() async throws {
-        var firstConnection = true
         var retryDelay: Duration = .milliseconds(100)
         while !Task.isCancelled {
-            let skipBacklog = firstConnection && configuration.startFromCurrent
             do {
                 try await database.withConnection(logger: logger) { connection in
-                    try await prepare(connection, skipBacklog: skipBacklog)
+                    try await claim(connection)
+                    try await prepare(connection, skipBacklog: false)
                     status.connected(true)
                     logger.info("change feed reading", metadata: ["slot": "\(configuration.slotName)"])
                     try await poll(connection)
                 }
             } catch {
                 if Task.isCancelled { return }
-                firstConnection = false
                 status.connected(false, error: describeError(error))
                 logger.warning("change feed interrupted; reconnecting", metadata: ["error": "\(describeError(error))", "retry": "\(retryDelay)"])
                 try await Task.sleep(for: retryDelay)
@@ -107,6 +117,18 @@ public struct ChangeFeed: Service {
                 continue
             }
             retryDelay = .milliseconds(100)
+        }
+    }
+
+    /// Holds a session lock named after the slot for as long as this connection reads it: two servers reading one slot
+    /// would each advance it past changes the other never delivered.
+    func claim(_ connection: PostgresConnection) async throws {
+        let slot = configuration.slotName
+        for try await locked in try await connection.query("select pg_try_advisory_lock(hashtext(\(slot)))", logger: logger).decode(Bool.self) {
+            guard locked else {
+                throw ChangeFeedError(
+                    message: "another server is reading the replication slot \(slot); give each server sharing a database its own MARQUEE_NODE")
+            }
         }
     }
 
@@ -159,7 +181,13 @@ public struct ChangeFeed: Service {
                 continue
             }
             idleDelay = configuration.minIdleDelay
-            if !changes.isEmpty { hub.publish(changes) }
+            for change in changes {
+                if change.schema == "realtime" && change.table == "messages" {
+                    if change.kind == .insert, let record = change.record { hub.publishDatabaseBroadcast(record) }
+                } else {
+                    hub.publish(change)
+                }
+            }
             try await connection.query("select pg_replication_slot_advance(\(slot)::name, \(lastLSN)::pg_lsn)", logger: logger)
             status.delivered(count: changes.count, lsn: PgLSN(lastLSN) ?? .invalid, commit: newestCommit)
         }

@@ -18,6 +18,7 @@ public final class HubMetrics: Sendable {
     public let slowConsumerDrops = Counter()
     public let framesIn = Counter()
     public let badFrames = Counter()
+    public let prunedMessages = Counter()
     /// Upper bounds in milliseconds of the latency buckets.
     public static let latencyBucketsMs: [Double] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000]
     private let latencyBuckets = Mutex([Int](repeating: 0, count: latencyBucketsMs.count + 1))
@@ -49,6 +50,7 @@ public final class HubMetrics: Sendable {
         gauge("marquee_realtime_slow_consumer_drops_total", "Sockets closed because their queue overflowed.", slowConsumerDrops.current, type: "counter")
         gauge("marquee_realtime_frames_in_total", "Frames received from clients.", framesIn.current, type: "counter")
         gauge("marquee_realtime_bad_frames_total", "Frames refused as malformed.", badFrames.current, type: "counter")
+        gauge("marquee_broadcast_messages_pruned_total", "Stored broadcast messages removed by the retention job.", prunedMessages.current, type: "counter")
         let buckets = latencyBuckets.withLock { $0 }
         let sum = latencySum.withLock { $0 }
         out += "# HELP marquee_commit_to_queue_seconds Time from a change's commit to its frames being queued.\n"

@@ -32,7 +32,9 @@ public struct PostgresSnapshotSource: SnapshotSource {
             columns.append(RowChange.Column(name: name, typeName: type, typeOID: UInt32(truncatingIfNeeded: oid), isKey: isKey))
         }
         var query: PostgresQuery = "select to_jsonb(t)::text from \(unescaped: parts[0]).\(unescaped: parts[1]) t"
-        if let key = filter.indexKey, columns.contains(where: { $0.name == key.column }) {
+        // narrow the read only on columns whose text form is canonical; the filter itself is applied to every row after
+        let canonicalTypes: Set<String> = ["uuid", "text", "varchar", "int2", "int4", "int8", "bool"]
+        if let key = filter.indexKey, columns.contains(where: { $0.name == key.column && canonicalTypes.contains($0.typeName) }) {
             query = "select to_jsonb(t)::text from \(unescaped: parts[0]).\(unescaped: parts[1]) t where t.\(unescaped: key.column)::text = \(key.value) limit \(maxRows)"
         } else {
             query = "select to_jsonb(t)::text from \(unescaped: parts[0]).\(unescaped: parts[1]) t limit \(maxRows)"

@@ -25,17 +25,19 @@ public final class RealtimeGateway: Sendable {
     let hub: RealtimeHub
     let authority: TokenAuthority
     let snapshots: (any SnapshotSource)?
+    let broadcasts: (any BroadcastStore)?
     let configuration: Configuration
     let logger: Logger
     private let nextConnectionID = Atomic<Int>(0)
 
     public init(
-        hub: RealtimeHub, authority: TokenAuthority, snapshots: (any SnapshotSource)?, configuration: Configuration = Configuration(),
-        logger: Logger
+        hub: RealtimeHub, authority: TokenAuthority, snapshots: (any SnapshotSource)?, broadcasts: (any BroadcastStore)? = nil,
+        configuration: Configuration = Configuration(), logger: Logger
     ) {
         self.hub = hub
         self.authority = authority
         self.snapshots = snapshots
+        self.broadcasts = broadcasts
         self.configuration = configuration
         self.logger = logger
     }
@@ -129,7 +131,11 @@ public final class RealtimeGateway: Sendable {
                     }
                     var check: TokenCheck?
                     if let token = RealtimeSession.tokenToCheck(decoded) { check = await self.check(token) }
-                    let actions = session.receive(decoded, token: check, now: Date()) + session.expireTokens(now: Date())
+                    var access: Bool?
+                    if let (topic, viewer) = session.privateTopicToCheck(decoded, token: check) {
+                        access = await self.mayJoin(topic: topic, viewer: viewer, logger: logger)
+                    }
+                    let actions = session.receive(decoded, token: check, topicAccess: access, now: Date()) + session.expireTokens(now: Date())
                     await perform(actions, connection: connection, logger: logger)
                 }
             } catch {
@@ -159,9 +165,13 @@ public final class RealtimeGateway: Sendable {
             switch action {
             case .send(let message):
                 connection.outbox.enqueue(.text(connection.serializer.encode(message)))
-            case .subscribe(let topic, let joinRef, let subscriptions, let receiveOwn):
-                hub.join(connectionID: connection.id, topic: topic, joinRef: joinRef, subscriptions: subscriptions, receiveOwnBroadcasts: receiveOwn)
-                logger.info("realtime joined", metadata: ["topic": "\(topic)", "bindings": "\(subscriptions.count)"])
+            case .subscribe(let topic, let joinRef, let subscriptions, let membership):
+                hub.join(connectionID: connection.id, topic: topic, joinRef: joinRef, subscriptions: subscriptions, membership: membership)
+                logger.info(
+                    "realtime joined", metadata: ["topic": "\(topic)", "bindings": "\(subscriptions.count)", "private": "\(membership.isPrivate)"])
+                if let since = membership.replaySince {
+                    await replay(topic: topic, since: since, limit: membership.replayLimit, connection: connection, logger: logger)
+                }
             case .unsubscribe(let topic):
                 hub.leave(connectionID: connection.id, topic: topic)
                 logger.info("realtime left", metadata: ["topic": "\(topic)"])
@@ -178,6 +188,35 @@ public final class RealtimeGateway: Sendable {
                 await sendSnapshot(topic: topic, subscriptions: subscriptions, connection: connection, logger: logger)
             }
         }
+    }
+
+    /// Decides access to a private topic; a failing database refuses (and logs), it never opens the topic.
+    func mayJoin(topic: String, viewer: Viewer, logger: Logger) async -> Bool {
+        guard let broadcasts else { return false }
+        do {
+            return try await broadcasts.canJoin(topic: topic, viewer: viewer)
+        } catch {
+            logger.warning("private topic check failed", metadata: ["error": "\(describeError(error))"])
+            return false
+        }
+    }
+
+    /// Sends stored messages newer than `since`, flagged `meta.replayed`, then the live ones that arrived meanwhile.
+    private func replay(topic: String, since: Int64, limit: Int, connection: ConnectionHandle, logger: Logger) async {
+        var replayed = Set<String>()
+        if let broadcasts {
+            do {
+                let name = String(topic.dropFirst("realtime:".count))
+                for record in try await broadcasts.replay(topic: name, sinceMilliseconds: since, limit: limit) {
+                    if let id = record["id"]?.stringValue { replayed.insert(id) }
+                    let message = RealtimeHub.databaseBroadcastMessage(topic: topic, record: record, replayed: true)
+                    connection.outbox.enqueue(.text(connection.serializer.encode(message)))
+                }
+            } catch {
+                logger.warning("replay failed", metadata: ["topic": "\(topic)", "error": "\(describeError(error))"])
+            }
+        }
+        hub.finishReplay(connectionID: connection.id, topic: topic, replayedIDs: replayed)
     }
 
     /// Sends the current rows as `postgres_changes` UPDATE messages marked `snapshot: true`, so that a client that

@@ -72,6 +72,11 @@ public final class RealtimeHub: Sendable {
     struct Member: Sendable {
         var joinRef: String?
         var receiveOwnBroadcasts: Bool
+        var isPrivate = false
+        /// While stored messages are being replayed, live database broadcasts wait here (id, text).
+        var pending: [(id: String, text: String)]?
+        /// Ids of the messages replayed at join (at most the replay limit): the feed may still bring them live.
+        var replayed: Set<String> = []
     }
 
     struct State: Sendable {
@@ -112,6 +117,12 @@ public final class RealtimeHub: Sendable {
 
     /// Adds a channel's bindings (already validated) and its membership for broadcast.
     func join(connectionID: Int, topic: String, joinRef: String?, subscriptions: [Subscription], receiveOwnBroadcasts: Bool) {
+        join(
+            connectionID: connectionID, topic: topic, joinRef: joinRef, subscriptions: subscriptions,
+            membership: .init(receiveOwnBroadcasts: receiveOwnBroadcasts, isPrivate: false, replaySince: nil, replayLimit: 0))
+    }
+
+    func join(connectionID: Int, topic: String, joinRef: String?, subscriptions: [Subscription], membership: RealtimeSession.Membership) {
         state.withLock { state in
             let channelKey = "\(connectionID)|\(topic)"
             var added: [Subscription] = []
@@ -122,7 +133,9 @@ public final class RealtimeHub: Sendable {
                 added.append(subscription)
             }
             state.channelSubscriptions[channelKey] = added
-            state.members[topic, default: [:]][connectionID] = Member(joinRef: joinRef, receiveOwnBroadcasts: receiveOwnBroadcasts)
+            state.members[topic, default: [:]][connectionID] = Member(
+                joinRef: joinRef, receiveOwnBroadcasts: membership.receiveOwnBroadcasts, isPrivate: membership.isPrivate,
+                pending: membership.replaySince != nil ? [] : nil)
         }
         metrics.subscriptions.add(subscriptions.count)
     }
@@ -217,6 +230,61 @@ public final class RealtimeHub: Sendable {
             }
         }
         send(PhoenixMessage(topic: topic, event: "broadcast", payload: payload), to: targets)
+    }
+
+    /// Delivers a message stored in `realtime.messages` (by `realtime.send` or `broadcast_changes`) to the topic's
+    /// channels of the same privacy, encoded once per format.
+    public func publishDatabaseBroadcast(_ record: JSONObject) {
+        guard record["extension"]?.stringValue ?? "broadcast" == "broadcast", let name = record["topic"]?.stringValue,
+            let id = record["id"]?.stringValue
+        else { return }
+        let isPrivate = record["private"]?.boolValue ?? true
+        let topic = "realtime:\(name)"
+        let message = Self.databaseBroadcastMessage(topic: topic, record: record, replayed: false)
+        var encoded: [PhoenixSerializer: String] = [:]
+        let targets: [ConnectionHandle] = state.withLock { state in
+            var live: [ConnectionHandle] = []
+            guard let members = state.members[topic] else { return [] }
+            for (connectionID, member) in members where member.isPrivate == isPrivate && !member.replayed.contains(id) {
+                guard let connection = state.connections[connectionID] else { continue }
+                if member.pending != nil {
+                    let text = encoded[connection.serializer] ?? connection.serializer.encode(message)
+                    encoded[connection.serializer] = text
+                    state.members[topic]?[connectionID]?.pending?.append((id, text))
+                } else {
+                    live.append(connection)
+                }
+            }
+            return live
+        }
+        for target in targets {
+            let text = encoded[target.serializer] ?? target.serializer.encode(message)
+            encoded[target.serializer] = text
+            if target.outbox.enqueue(.text(text)) { metrics.deliveries.add(1) }
+        }
+    }
+
+    /// Ends a channel's replay: queues the live messages that arrived meanwhile, except those already replayed.
+    func finishReplay(connectionID: Int, topic: String, replayedIDs: Set<String>) {
+        let (connection, pending): (ConnectionHandle?, [(id: String, text: String)]) = state.withLock { state in
+            let pending = state.members[topic]?[connectionID]?.pending ?? []
+            state.members[topic]?[connectionID]?.pending = nil
+            state.members[topic]?[connectionID]?.replayed = replayedIDs
+            return (state.connections[connectionID], pending)
+        }
+        for item in pending where !replayedIDs.contains(item.id) { connection?.outbox.enqueue(.text(item.text)) }
+    }
+
+    /// The `broadcast` frame of a stored message: `{type, event, payload, meta: {id[, replayed]}}`.
+    static func databaseBroadcastMessage(topic: String, record: JSONObject, replayed: Bool) -> PhoenixMessage {
+        var meta: JSONObject = ["id": record["id"] ?? .null]
+        if replayed { meta["replayed"] = true }
+        let payload: JSONValue = [JSONValue.null].contains(record["payload"] ?? .null) ? .object([:]) : (record["payload"] ?? .object([:]))
+        return PhoenixMessage(
+            topic: topic, event: "broadcast",
+            payload: .object([
+                "type": "broadcast", "event": record["event"] ?? .null, "payload": payload, "meta": .object(meta),
+            ]))
     }
 
     func trackPresence(topic: String, key: String, connectionID: Int, payload: JSONObject) {

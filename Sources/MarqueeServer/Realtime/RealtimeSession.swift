@@ -27,7 +27,7 @@ public struct RealtimeSession: Sendable {
     public enum Action: Sendable {
         case send(PhoenixMessage)
         /// Index the channel's bindings and membership.
-        case subscribe(topic: String, joinRef: String?, subscriptions: [Subscription], receiveOwnBroadcasts: Bool)
+        case subscribe(topic: String, joinRef: String?, subscriptions: [Subscription], membership: Membership)
         case unsubscribe(topic: String)
         case broadcast(topic: String, payload: JSONValue)
         case trackPresence(topic: String, key: String, payload: JSONObject)
@@ -46,6 +46,16 @@ public struct RealtimeSession: Sendable {
         var token: String?
     }
 
+    /// How a channel takes part in broadcasts.
+    public struct Membership: Sendable, Equatable {
+        public var receiveOwnBroadcasts: Bool
+        /// Private channels receive private database broadcasts; public ones public broadcasts.
+        public var isPrivate: Bool
+        /// Replay stored messages newer than `since` (ms), at most `limit`, before live ones.
+        public var replaySince: Int64?
+        public var replayLimit: Int
+    }
+
     public let policy: SubscriptionPolicy
     public let limits: SessionLimits
     /// The check of the token given at connect (`apikey`); joins without a token of their own use it.
@@ -62,6 +72,24 @@ public struct RealtimeSession: Sendable {
 
     public var joinedTopics: [String] { Array(channels.keys) }
 
+    /// The private topic whose access the edge must decide (with `realtime.can_join`) before calling `receive`, and the
+    /// viewer to decide it for: a private join, or a token refresh on a private channel.
+    public func privateTopicToCheck(_ message: PhoenixMessage, token: TokenCheck?) -> (topic: String, viewer: Viewer)? {
+        let viewerCheck: TokenCheck
+        switch message.event {
+        case "phx_join":
+            guard (try? JoinConfig.parse(message.payload))?.isPrivate == true else { return nil }
+            viewerCheck = token ?? connectToken
+        case "access_token":
+            guard channels[message.topic]?.config.isPrivate == true, let token else { return nil }
+            viewerCheck = token
+        default:
+            return nil
+        }
+        guard case .valid(let viewer, _) = viewerCheck, message.topic.hasPrefix("realtime:") else { return nil }
+        return (String(message.topic.dropFirst("realtime:".count)), viewer)
+    }
+
     /// The token a frame carries that the edge must check before calling `receive` (join and access_token only).
     public static func tokenToCheck(_ message: PhoenixMessage) -> String? {
         switch message.event {
@@ -75,13 +103,13 @@ public struct RealtimeSession: Sendable {
         }
     }
 
-    public mutating func receive(_ message: PhoenixMessage, token: TokenCheck? = nil, now: Date = Date()) -> [Action] {
+    public mutating func receive(_ message: PhoenixMessage, token: TokenCheck? = nil, topicAccess: Bool? = nil, now: Date = Date()) -> [Action] {
         if message.topic == "phoenix" {
             if message.event == "heartbeat" { return [reply(message, status: "ok", response: .object([:]))] }
             return [reply(message, status: "error", response: .object(["reason": "unknown event on topic phoenix"]))]
         }
         switch message.event {
-        case "phx_join": return join(message, token: token)
+        case "phx_join": return join(message, token: token, topicAccess: topicAccess)
         case "phx_leave":
             var actions: [Action] = [reply(message, status: "ok", response: .object([:]))]
             if let channel = channels.removeValue(forKey: message.topic) {
@@ -100,6 +128,16 @@ public struct RealtimeSession: Sendable {
             guard let token else { return [] }
             switch token {
             case .valid(let viewer, let expiresAt):
+                if channel.config.isPrivate && topicAccess != true {
+                    channels[message.topic] = nil
+                    let name = String(message.topic.dropFirst("realtime:".count))
+                    return [
+                        systemMessage(
+                            topic: message.topic, joinRef: channel.joinRef, extension: "system", status: "error",
+                            message: "Unauthorized: You do not have permissions to read from this Channel topic: \(name)"),
+                        .unsubscribe(topic: message.topic), close(topic: message.topic, joinRef: channel.joinRef),
+                    ]
+                }
                 channel.viewer = viewer
                 channel.expiresAt = expiresAt
                 channels[message.topic] = channel
@@ -159,7 +197,7 @@ public struct RealtimeSession: Sendable {
 
     // MARK: - Join
 
-    private mutating func join(_ message: PhoenixMessage, token: TokenCheck?) -> [Action] {
+    private mutating func join(_ message: PhoenixMessage, token: TokenCheck?, topicAccess: Bool?) -> [Action] {
         guard message.topic.hasPrefix("realtime:") else {
             return [reply(message, status: "error", response: .object(["reason": "unmatched topic"]))]
         }
@@ -191,7 +229,7 @@ public struct RealtimeSession: Sendable {
         guard channels.count < limits.maxChannels else {
             return actions + [reply(message, status: "error", response: .object(["reason": "ChannelRateLimitReached: Too many channels"]))]
         }
-        if config.isPrivate && viewer.role == .anon {
+        if config.isPrivate && topicAccess != true {
             return actions + [
                 reply(
                     message, status: "error",
@@ -212,7 +250,11 @@ public struct RealtimeSession: Sendable {
         actions.append(
             reply(message, status: "ok", response: .object(["postgres_changes": .array(config.bindings.map(\.echo))])))
         actions.append(
-            .subscribe(topic: message.topic, joinRef: message.joinRef, subscriptions: subscriptions, receiveOwnBroadcasts: config.broadcastSelf))
+            .subscribe(
+                topic: message.topic, joinRef: message.joinRef, subscriptions: subscriptions,
+                membership: Membership(
+                    receiveOwnBroadcasts: config.broadcastSelf, isPrivate: config.isPrivate,
+                    replaySince: config.isPrivate ? config.replay?.since : nil, replayLimit: config.replay?.limit ?? 0)))
         if !config.bindings.isEmpty {
             if errors.isEmpty {
                 actions.append(

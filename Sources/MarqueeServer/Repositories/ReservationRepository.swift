@@ -22,6 +22,8 @@ public protocol ReservationRepository: Sendable {
     func cancel(_ id: UUID, by userID: String?) async throws -> Reservation
     /// Expires holds whose time is up; returns how many.
     func expireHolds() async throws -> Int
+    /// Marks holds that run out within `seconds` so that their owners are warned (once); returns how many.
+    func warnExpiringHolds(within seconds: Int) async throws -> Int
 }
 
 public struct PostgresReservationRepository: ReservationRepository {
@@ -101,6 +103,13 @@ public struct PostgresReservationRepository: ReservationRepository {
             throw APIError(.forbidden, "not_owner", "only the person who made this reservation may change it")
         }
         throw APIError.notFound("reservation_not_found", "no reservation \(id)")
+    }
+
+    public func warnExpiringHolds(within seconds: Int) async throws -> Int {
+        let rows = try await client.query("select warn_expiring_holds(\(seconds)::int4)", logger: logger)
+        var count = 0
+        for try await value in rows.decode(Int.self) { count = value }
+        return count
     }
 
     public func expireHolds() async throws -> Int {

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PostgresNIO
 import ServiceLifecycle
 
 /// Expires holds shortly after `hold_expires_at`, so their seats return to sale (and subscribers see it).
@@ -7,12 +8,16 @@ import ServiceLifecycle
 public struct HoldSweeper<C: Clock>: Service where C.Duration == Duration {
     let repository: any ReservationRepository
     let interval: Duration
+    let warningSeconds: Int
     let clock: C
     let logger: Logger
 
-    public init(repository: any ReservationRepository, interval: Duration = .milliseconds(250), clock: C, logger: Logger) {
+    public init(
+        repository: any ReservationRepository, interval: Duration = .milliseconds(250), warningSeconds: Int = 60, clock: C, logger: Logger
+    ) {
         self.repository = repository
         self.interval = interval
+        self.warningSeconds = warningSeconds
         self.clock = clock
         self.logger = logger
     }
@@ -23,6 +28,7 @@ public struct HoldSweeper<C: Clock>: Service where C.Duration == Duration {
         do {
             let expired = try await repository.expireHolds()
             if expired > 0 { logger.info("expired holds", metadata: ["count": "\(expired)"]) }
+            if warningSeconds > 0 { _ = try await repository.warnExpiringHolds(within: warningSeconds) }
             return expired
         } catch {
             logger.warning("hold sweep failed; retrying", metadata: ["error": "\(describeError(error))"])
@@ -31,11 +37,72 @@ public struct HoldSweeper<C: Clock>: Service where C.Duration == Duration {
     }
 
     public func run() async throws {
-        try await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                await sweep()
-                try await clock.sleep(for: interval)
+        do {
+            try await cancelWhenGracefulShutdown {
+                while !Task.isCancelled {
+                    await sweep()
+                    try await clock.sleep(for: interval)
+                }
             }
+        } catch is CancellationError {
+            // shutting down
+        }
+    }
+}
+
+/// Removes stored broadcast messages older than the retention, in bounded batches, on a schedule.
+public struct MessageRetention<C: Clock>: Service where C.Duration == Duration {
+    let client: PostgresClient
+    let retentionSeconds: Int
+    let interval: Duration
+    let clock: C
+    let logger: Logger
+    let removed: Counter
+
+    public init(
+        client: PostgresClient, retentionSeconds: Int, interval: Duration = .seconds(600), removed: Counter = Counter(), clock: C, logger: Logger
+    ) {
+        self.removed = removed
+        self.client = client
+        self.retentionSeconds = retentionSeconds
+        self.interval = interval
+        self.clock = clock
+        self.logger = logger
+    }
+
+    /// One pass: deletes batches until none are left; returns how many messages it removed.
+    @discardableResult
+    public func prune() async throws -> Int {
+        var total = 0
+        while true {
+            let rows = try await client.query(
+                "select realtime.prune_messages(make_interval(secs => \(retentionSeconds)), 10000)", logger: logger)
+            var count = 0
+            for try await value in rows.decode(Int.self) { count = value }
+            total += count
+            if count < 10000 { break }
+        }
+        removed.add(total)
+        logger.info("pruned broadcast messages", metadata: ["removed": "\(total)", "retention_seconds": "\(retentionSeconds)"])
+        return total
+    }
+
+    public func run() async throws {
+        do {
+            try await cancelWhenGracefulShutdown {
+                while !Task.isCancelled {
+                    do {
+                        try await prune()
+                    } catch is CancellationError {
+                        return
+                    } catch {
+                        logger.warning("pruning broadcast messages failed", metadata: ["error": "\(describeError(error))"])
+                    }
+                    try await clock.sleep(for: interval)
+                }
+            }
+        } catch is CancellationError {
+            // shutting down
         }
     }
 }
