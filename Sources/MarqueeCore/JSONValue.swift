@@ -222,18 +222,15 @@ extension JSONValue: Decodable {
 
     /// Parses JSON text; the error says where the text went wrong.
     public static func parse(_ text: String) throws -> JSONValue {
-        try parse(Data(text.utf8))
+        try JSONParser.parse(Array(text.utf8))
     }
 
     public static func parse(_ data: Data) throws -> JSONValue {
-        do {
-            return try JSONDecoder().decode(JSONValue.self, from: data)
-        } catch let DecodingError.dataCorrupted(context) {
-            let underlying = (context.underlyingError as? NSError)?.userInfo[NSDebugDescriptionErrorKey] as? String
-            throw JSONParseError(message: "invalid JSON: \(underlying ?? context.debugDescription)")
-        } catch {
-            throw JSONParseError(message: "invalid JSON: \(error)")
-        }
+        try JSONParser.parse([UInt8](data))
+    }
+
+    public static func parse(_ bytes: [UInt8]) throws -> JSONValue {
+        try JSONParser.parse(bytes)
     }
 }
 

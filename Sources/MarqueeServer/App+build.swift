@@ -92,6 +92,7 @@ public func buildRouter(_ dependencies: AppDependencies) -> Router<BasicWebSocke
     }
     router.get("/metrics") { _, _ in
         var text = dependencies.hub.metrics.prometheusText()
+        text += dependencies.webMetrics.prometheusText()
         text += "# HELP marquee_change_feed_connected Whether the change feed is reading its slot.\n# TYPE marquee_change_feed_connected gauge\n"
         text += "marquee_change_feed_connected \(dependencies.feedStatus.isConnected ? 1 : 0)\n"
         text += "# HELP marquee_change_feed_changes_total Row changes handed to the router.\n# TYPE marquee_change_feed_changes_total counter\n"

@@ -11,7 +11,8 @@ from conftest import ROOT, admin_url, marquee_bin, with_database
 
 pytestmark = pytest.mark.timeout(180)
 
-MIGRATIONS = sorted(f for f in os.listdir(os.path.join(ROOT, "db", "migrations")) if f.endswith(".sql"))
+MIGRATIONS_DIR = os.environ.get("MARQUEE_MIGRATIONS_DIR") or os.path.join(ROOT, "db", "migrations")  # as the binary finds it
+MIGRATIONS = sorted(f for f in os.listdir(MIGRATIONS_DIR) if f.endswith(".sql"))
 
 
 def migrate_command(url):

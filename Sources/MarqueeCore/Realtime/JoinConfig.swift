@@ -72,7 +72,10 @@ public struct JoinConfig: Sendable {
     public static func parse(_ payload: JSONValue) throws(FrameError) -> JoinConfig {
         guard case .object(let root) = payload else { throw FrameError("the phx_join payload must be an object") }
         var config = JoinConfig()
-        if let token = root["access_token"]?.stringValue ?? root["user_token"]?.stringValue, !token.hasPrefix("sb_") {
+        // as Supabase: user_token first, then access_token; an `sb_` key means "the token given at connect"
+        if let token = root["user_token"]?.stringValue, !token.isEmpty {
+            config.accessToken = token
+        } else if let token = root["access_token"]?.stringValue, !token.hasPrefix("sb_"), !token.isEmpty {
             config.accessToken = token
         }
         guard let configValue = root["config"], !configValue.isNull else { return config }

@@ -115,11 +115,13 @@ public enum SQLSplitter {
         let chars = Array(sql.unicodeScalars)
         var statements: [String] = []
         var current = String.UnicodeScalarView()
+        var hasCode = false  // anything besides comments and blanks in the current statement
         var i = 0
         func flush() {
             let text = String(current).trimmingCharacters(in: .whitespacesAndNewlines)
-            if !text.isEmpty && !isOnlyComments(text) { statements.append(text) }
+            if !text.isEmpty && hasCode { statements.append(text) }
             current = String.UnicodeScalarView()
+            hasCode = false
         }
         while i < chars.count {
             let c = chars[i]
@@ -134,9 +136,16 @@ public enum SQLSplitter {
                 if i < chars.count { current.append("*"); current.append("/"); i += 2 }
                 continue
             }
+            if c != " " && c != "\n" && c != "\t" && c != "\r" && c != ";" { hasCode = true }
             if c == "'" || c == "\"" {
+                // E'...' strings take backslash escapes
+                let escapes = c == "'" && i > 0 && (chars[i - 1] == "E" || chars[i - 1] == "e")
                 current.append(c); i += 1
                 while i < chars.count {
+                    if escapes && chars[i] == "\\" && i + 1 < chars.count {
+                        current.append(chars[i]); current.append(chars[i + 1]); i += 2
+                        continue
+                    }
                     current.append(chars[i])
                     if chars[i] == c {
                         if i + 1 < chars.count && chars[i + 1] == c { current.append(c); i += 2; continue }
@@ -178,7 +187,4 @@ public enum SQLSplitter {
         return statements
     }
 
-    private static func isOnlyComments(_ text: String) -> Bool {
-        text.split(separator: "\n").allSatisfy { $0.trimmingCharacters(in: .whitespaces).hasPrefix("--") || $0.trimmingCharacters(in: .whitespaces).isEmpty }
-    }
 }

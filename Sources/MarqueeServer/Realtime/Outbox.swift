@@ -24,26 +24,40 @@ public final class Outbox: Sendable {
 
     public init(capacity: Int) { self.capacity = capacity }
 
-    /// Queues a frame; returns false when the queue overflowed (the socket is being closed) or is finished.
+    /// What became of a frame.
+    public enum EnqueueResult: Sendable, Equatable {
+        case queued
+        /// This frame found the queue full: the queue was dropped and the socket is being closed.
+        case overflowedNow
+        /// The queue had overflowed or finished before.
+        case rejected
+    }
+
+    /// Queues a frame; returns true when it was queued.
     @discardableResult
     public func enqueue(_ frame: OutboundFrame) -> Bool {
-        let (waiter, accepted): (CheckedContinuation<OutboundFrame?, Never>?, Bool) = state.withLock { state in
-            if state.finished || state.overflowed { return (nil, false) }
+        offer(frame) == .queued
+    }
+
+    /// Queues a frame and says what became of it.
+    public func offer(_ frame: OutboundFrame) -> EnqueueResult {
+        let (waiter, result): (CheckedContinuation<OutboundFrame?, Never>?, EnqueueResult) = state.withLock { state in
+            if state.finished || state.overflowed { return (nil, .rejected) }
             if let waiter = state.waiter {
                 state.waiter = nil
-                return (waiter, true)
+                return (waiter, .queued)
             }
             if state.frames.count - state.head >= capacity {
                 state.overflowed = true
                 state.frames = [.close(code: 1013, reason: "slow consumer: too many messages queued; reconnect and resync")]
                 state.head = 0
-                return (nil, false)
+                return (nil, .overflowedNow)
             }
             state.frames.append(frame)
-            return (nil, true)
+            return (nil, .queued)
         }
         waiter?.resume(returning: frame)
-        return accepted
+        return result
     }
 
     /// Whether this queue overflowed.

@@ -211,10 +211,10 @@ public final class RealtimeHub: Sendable {
                 encoded[cacheKey] = text
                 metrics.encodes.add(1)
             }
-            if delivery.connection.outbox.enqueue(.text(text)) {
-                metrics.deliveries.add(1)
-            } else if delivery.connection.outbox.overflowed {
-                metrics.slowConsumerDrops.add(1)
+            switch delivery.connection.outbox.offer(.text(text)) {
+            case .queued: metrics.deliveries.add(1)
+            case .overflowedNow: metrics.slowConsumerDrops.add(1)
+            case .rejected: break
             }
         }
         metrics.recordCommitLatency(change.commitTimestamp.date)
