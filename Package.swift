@@ -74,6 +74,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "TicketAvailabilityTests",
+            dependencies: [
+                "TicketAvailability",
+                "MarqueeServer",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "MarqueeServerTests",
             dependencies: [
                 "MarqueeServer",
