@@ -125,7 +125,9 @@ def start_server(database_url: str | None, env: dict | None = None, args: list |
     full_env = dict(os.environ)
     full_env.pop("DATABASE_URL", None)
     # each server reads its own replication slot, even when several share a database
-    full_env.update({"MARQUEE_JWT_SECRET": TEST_SECRET, "MARQUEE_LOG_LEVEL": "info", "MARQUEE_NODE": "n" + uuid.uuid4().hex[:8]})
+    full_env.update({"MARQUEE_JWT_SECRET": TEST_SECRET, "MARQUEE_LOG_LEVEL": "info", "MARQUEE_NODE": "n" + uuid.uuid4().hex[:8],
+                     # tests reserve far faster than people do; the limit itself is tested with its own setting
+                     "MARQUEE_RESERVATIONS_PER_MINUTE": "1000000"})
     if database_url:
         full_env["DATABASE_URL"] = database_url
     full_env.update(env or {})

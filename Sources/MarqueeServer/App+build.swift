@@ -35,7 +35,14 @@ public func buildApplication(
     var poolConfiguration = database.clientConfiguration()
     poolConfiguration.options.maximumConnections = 20
     let client = PostgresClient(configuration: poolConfiguration, backgroundLogger: logger)
-    let hub = RealtimeHub()
+    let hub = RealtimeHub(broadcastsPerSecond: config.limits.broadcastsPerSecondPerTopic)
+    var gatewayConfiguration = RealtimeGateway.Configuration()
+    gatewayConfiguration.maxFrameBytes = config.limits.maxFrameBytes
+    gatewayConfiguration.maxConnectionsPerIP = config.limits.maxConnectionsPerIP
+    gatewayConfiguration.maxConnectionsPerUser = config.limits.maxConnectionsPerUser
+    gatewayConfiguration.limits.maxChannels = config.limits.maxChannelsPerConnection
+    gatewayConfiguration.limits.joinsPerSecond = config.limits.joinsPerSecond
+    gatewayConfiguration.limits.messagesPerSecond = config.limits.messagesPerSecond
     let feedStatus = ChangeFeedStatus()
     let dependencies = AppDependencies(
         config: config, database: database, client: client, authority: authority,
@@ -44,13 +51,13 @@ public func buildApplication(
         hub: hub, feedStatus: feedStatus,
         gateway: RealtimeGateway(
             hub: hub, authority: authority, snapshots: PostgresSnapshotSource(client: client, logger: logger),
-            broadcasts: PostgresBroadcastStore(client: client, logger: logger), logger: logger))
+            broadcasts: PostgresBroadcastStore(client: client, logger: logger), configuration: gatewayConfiguration, logger: logger))
     try await Migrator(directory: try Migrator.locateDirectory()).migrate(database, logger: logger)
 
     let router = buildRouter(dependencies)
     var app = Application(
         router: router,
-        server: .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(maxFrameSize: 1 << 20)),
+        server: .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(maxFrameSize: config.limits.maxFrameBytes)),
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: "marquee"),
         onServerRunning: onServerRunning,
         logger: logger)
@@ -70,8 +77,8 @@ public func buildApplication(
     return app
 }
 
-public func buildRouter(_ dependencies: AppDependencies) -> Router<BasicWebSocketRequestContext> {
-    let router = Router(context: BasicWebSocketRequestContext.self)
+public func buildRouter(_ dependencies: AppDependencies) -> Router<MarqueeRequestContext> {
+    let router = Router(context: MarqueeRequestContext.self)
     router.add(middleware: ErrorMiddleware())
     let auth = Authenticator(authority: dependencies.authority)
 
@@ -111,7 +118,8 @@ public func buildRouter(_ dependencies: AppDependencies) -> Router<BasicWebSocke
     EventsController(events: dependencies.events, auth: auth).addRoutes(to: events)
     ReservationsController(
         reservations: dependencies.reservations, auth: auth, holdSeconds: dependencies.config.holdSeconds,
-        maxQuantity: dependencies.config.maxQuantityPerReservation
+        maxQuantity: dependencies.config.maxQuantityPerReservation,
+        rateLimiter: UserRateLimiter(perMinute: dependencies.config.limits.reservationsPerMinutePerUser), metrics: dependencies.hub.metrics
     ).addRoutes(events: events, reservations: api.group("reservations"))
     WebController(dependencies: dependencies).addRoutes(to: router)
     return router

@@ -19,6 +19,21 @@ public struct MarqueeConfig: Sendable {
     /// How long stored broadcast messages are kept (`MARQUEE_MESSAGE_RETENTION_SECONDS`, default 3 days).
     public var messageRetentionSeconds: Int = 3 * 24 * 3600
 
+    /// Limits of the realtime endpoint and the reservations API (docs/security.md).
+    public var limits = Limits()
+
+    public struct Limits: Sendable {
+        public var maxChannelsPerConnection = 100
+        public var joinsPerSecond = 10.0
+        public var messagesPerSecond = 100.0
+        public var maxConnectionsPerIP = 1000
+        public var maxConnectionsPerUser = 20
+        public var broadcastsPerSecondPerTopic = 100.0
+        public var maxFrameBytes = 1 << 20
+        public var reservationsPerMinutePerUser = 60.0
+        public init() {}
+    }
+
     public init() {}
 
     /// Defaults overridden by `DATABASE_URL`, `MARQUEE_JWT_SECRET`, `MARQUEE_HOLD_SECONDS`, `MARQUEE_LOG_LEVEL`,
@@ -47,6 +62,19 @@ public struct MarqueeConfig: Sendable {
             }
             config.holdSeconds = seconds
         }
+        func number(_ name: String, _ apply: (Double) -> Void) throws {
+            guard let text = environment[name] else { return }
+            guard let value = Double(text), value > 0 else { throw ConfigError(message: "\(name) must be a number above 0, not '\(text)'") }
+            apply(value)
+        }
+        try number("MARQUEE_MAX_CHANNELS") { config.limits.maxChannelsPerConnection = Int($0) }
+        try number("MARQUEE_JOINS_PER_SECOND") { config.limits.joinsPerSecond = $0 }
+        try number("MARQUEE_MESSAGES_PER_SECOND") { config.limits.messagesPerSecond = $0 }
+        try number("MARQUEE_MAX_CONNECTIONS_PER_IP") { config.limits.maxConnectionsPerIP = Int($0) }
+        try number("MARQUEE_MAX_CONNECTIONS_PER_USER") { config.limits.maxConnectionsPerUser = Int($0) }
+        try number("MARQUEE_BROADCASTS_PER_SECOND") { config.limits.broadcastsPerSecondPerTopic = $0 }
+        try number("MARQUEE_MAX_FRAME_BYTES") { config.limits.maxFrameBytes = Int($0) }
+        try number("MARQUEE_RESERVATIONS_PER_MINUTE") { config.limits.reservationsPerMinutePerUser = $0 }
         if let text = environment["MARQUEE_LOG_LEVEL"] {
             guard let level = Logger.Level(rawValue: text.lowercased()) else {
                 throw ConfigError(message: "MARQUEE_LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")

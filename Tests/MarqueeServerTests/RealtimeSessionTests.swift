@@ -9,7 +9,7 @@ enum Step: Equatable, CustomStringConvertible {
     case send(PhoenixMessage)
     case subscribe(topic: String, joinRef: String?, tables: [String], bindingIDs: [Int64], own: Bool)
     case unsubscribe(String)
-    case broadcast(String, JSONValue)
+    case broadcast(String, JSONValue, ack: Bool)
     case other(String)
 
     init(_ action: RealtimeSession.Action) {
@@ -20,7 +20,8 @@ enum Step: Equatable, CustomStringConvertible {
                 topic: topic, joinRef: joinRef, tables: subscriptions.map(\.table), bindingIDs: subscriptions.map(\.bindingID),
                 own: membership.receiveOwnBroadcasts)
         case .unsubscribe(let topic): self = .unsubscribe(topic)
-        case .broadcast(let topic, let payload): self = .broadcast(topic, payload)
+        case .limitHit(let limit): self = .other("limit \(limit.rawValue)")
+        case .broadcast(let topic, let payload, _, let ack): self = .broadcast(topic, payload, ack: ack)
         default: self = .other("\(action)")
         }
     }
@@ -30,7 +31,7 @@ enum Step: Equatable, CustomStringConvertible {
         case .send(let message): return "send \(PhoenixSerializer.v2.encode(message))"
         case .subscribe(let topic, let joinRef, let tables, let ids, let own): return "subscribe \(topic) \(joinRef ?? "-") \(tables) \(ids) \(own)"
         case .unsubscribe(let topic): return "unsubscribe \(topic)"
-        case .broadcast(let topic, let payload): return "broadcast \(topic) \(payload.serialized())"
+        case .broadcast(let topic, let payload, let ack): return "broadcast \(topic) \(payload.serialized()) ack: \(ack)"
         case .other(let text): return text
         }
     }
@@ -171,7 +172,7 @@ private let ticketUpdates: JSONObject = ["event": "UPDATE", "schema": "public", 
         _ = session.receive(joinMessage("realtime:b", ref: "2"))
         #expect(
             steps(session.receive(joinMessage("realtime:c", ref: "3")))
-                == [errorReply("realtime:c", ref: "3", "ChannelRateLimitReached: Too many channels")])
+                == [.other("limit ChannelRateLimitReached"), errorReply("realtime:c", ref: "3", "ChannelRateLimitReached: Too many channels")])
         #expect(Set(session.joinedTopics) == ["realtime:a", "realtime:b"])
         // rejoining a channel already counted is not a new channel
         #expect(steps(session.receive(joinMessage("realtime:a", ref: "4"))).contains(.unsubscribe("realtime:a")))
@@ -238,13 +239,36 @@ private let ticketUpdates: JSONObject = ["event": "UPDATE", "schema": "public", 
         _ = acked.receive(joinMessage("realtime:room1", ref: "1", config: ["broadcast": .object(["ack": true])]))
         #expect(
             steps(acked.receive(PhoenixMessage(joinRef: "1", ref: "2", topic: "realtime:room1", event: "broadcast", payload: payload)))
-                == [.broadcast("realtime:room1", payload), reply("realtime:room1", joinRef: "1", ref: "2", "ok", .object([:]))])
+                == [.broadcast("realtime:room1", payload, ack: true)])  // the edge sends the ok once the topic's rate allows it
 
         var silent = makeSession()
         _ = silent.receive(joinMessage("realtime:room1", ref: "1", config: ["broadcast": .object(["ack": false])]))
         #expect(
             steps(silent.receive(PhoenixMessage(joinRef: "1", ref: "2", topic: "realtime:room1", event: "broadcast", payload: payload)))
-                == [.broadcast("realtime:room1", payload)])
+                == [.broadcast("realtime:room1", payload, ack: false)])
+    }
+
+    @Test func floodsAndJoinStormsAreRefusedByName() {
+        var limits = SessionLimits()
+        limits.messagesPerSecond = 5
+        limits.joinsPerSecond = 1
+        var session = RealtimeSession(connectionID: 7, connectToken: .valid(userA, expiresAt: nil), policy: .standard, limits: limits)
+        var refusedJoins = 0
+        for n in 0..<3 {  // burst of 2 joins
+            let actions = session.receive(joinMessage("realtime:j\(n)", ref: "\(n)"), now: t0)
+            if actions.contains(where: { if case .limitHit(.joins) = $0 { return true } else { return false } }) { refusedJoins += 1 }
+        }
+        #expect(refusedJoins == 1)
+        var refusedMessages = 0
+        for n in 0..<10 {  // 7 more frames in the same instant: the burst of 10 is spent
+            let heartbeat = PhoenixMessage(ref: "h\(n)", topic: "phoenix", event: "heartbeat")
+            let actions = session.receive(heartbeat, now: t0)
+            if actions.contains(where: { if case .limitHit(.messages) = $0 { return true } else { return false } }) { refusedMessages += 1 }
+        }
+        #expect(refusedMessages == 3)
+        // a second later the bucket has refilled
+        let later = session.receive(PhoenixMessage(ref: "late", topic: "phoenix", event: "heartbeat"), now: t0.addingTimeInterval(1))
+        #expect(steps(later).count == 1)
     }
 
     @Test func invalidAccessTokenClosesTheChannel() {

@@ -20,9 +20,9 @@ import Testing
         let first = book.apply(record: record(available: 9, version: 2))
         let stale = book.apply(record: record(available: 10, version: 1))
         let duplicate = book.apply(record: record(available: 9, version: 2))
-        let newer = book.apply(record: record(available: 7, version: 4))
+        let newer = book.apply(record: record(available: 4, version: 4))
         #expect(first && !stale && !duplicate && newer)
-        #expect(book.snapshot.ticketTypes.map(\.available) == [7])
+        #expect(book.snapshot.ticketTypes.map(\.available) == [4])
         #expect(book.snapshot.ticketTypes.first?.status == .fewLeft)
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import JWTKit
 import Logging
+import MarqueeCore
 
 /// The roles a token may carry, as in Supabase.
 public enum Role: String, Sendable, Codable {
@@ -24,10 +25,8 @@ public struct AccessClaims: JWTPayload, Sendable, Equatable {
         self.iat = IssuedAtClaim(value: issuedAt)
     }
 
-    public func verify(using algorithm: some JWTAlgorithm) async throws {
-        try exp?.verifyNotExpired()
-        try nbf?.verifyNotBefore()
-    }
+    /// `exp` and `nbf` are checked by `TokenAuthority.verify`, which says which one failed.
+    public func verify(using algorithm: some JWTAlgorithm) async throws {}
 }
 
 /// Why a token was refused, in words a person can act on.
@@ -37,6 +36,7 @@ public struct TokenError: Error, CustomStringConvertible, Sendable {
         case expired = "token_expired"
         case notYetValid = "token_not_yet_valid"
         case invalid = "invalid_token"
+        case badClaims = "invalid_claims"
     }
 
     public var code: Code
@@ -54,6 +54,16 @@ public struct TokenAuthority: Sendable {
         self.keys = keys
     }
 
+    /// Whether the token's middle part is a JSON object: then a decoding failure is about its claims, not its form.
+    static func hasReadablePayload(_ token: String) -> Bool {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3 else { return false }
+        var base64 = parts[1].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        guard let data = Data(base64Encoded: base64), case .object = try? JSONValue.parse(data) else { return false }
+        return true
+    }
+
     public func sign(_ claims: AccessClaims) async throws -> String {
         try await keys.sign(claims)
     }
@@ -66,26 +76,32 @@ public struct TokenAuthority: Sendable {
     public func verify(_ token: String) async throws(TokenError) -> AccessClaims {
         let token = token.trimmingCharacters(in: .whitespaces)
         guard !token.isEmpty else { throw TokenError(code: .missing, message: "no token was given") }
+        let claims: AccessClaims
         do {
-            return try await keys.verify(token, as: AccessClaims.self)
+            claims = try await keys.verify(token, as: AccessClaims.self)
         } catch let error as JWTError {
             switch error.errorType {
-            case .claimVerificationFailure:
-                let text = String(describing: error)
-                if text.contains("nbf") || text.lowercased().contains("not before") {
-                    throw TokenError(code: .notYetValid, message: "the token is not valid yet (nbf is in the future)")
-                }
-                throw TokenError(code: .expired, message: "the token has expired; get a new one")
             case .signatureVerificationFailed:
                 throw TokenError(code: .invalid, message: "the token's signature does not match this server's secret")
             case .malformedToken:
+                if Self.hasReadablePayload(token) {
+                    throw TokenError(code: .badClaims, message: "the token needs a role claim of anon, authenticated or service_role")
+                }
                 throw TokenError(code: .invalid, message: "the token is not a well-formed JWT")
             default:
                 throw TokenError(code: .invalid, message: "the token was refused: \(error.errorType)")
             }
         } catch {
-            throw TokenError(code: .invalid, message: "the token's claims are not valid (a role of anon, authenticated or service_role is required)")
+            throw TokenError(code: .badClaims, message: "the token needs a role claim of anon, authenticated or service_role")
         }
+        let now = Date()
+        if let exp = claims.exp?.value, exp <= now {
+            throw TokenError(code: .expired, message: "the token has expired \(Int(now.timeIntervalSince(exp))) seconds ago; get a new one")
+        }
+        if let nbf = claims.nbf?.value, nbf > now {
+            throw TokenError(code: .notYetValid, message: "the token is not valid yet (nbf is \(Int(nbf.timeIntervalSince(now))) seconds away)")
+        }
+        return claims
     }
 }
 

@@ -92,11 +92,26 @@ enum DatabaseErrorMapping {
         case "MQ004": return APIError(.conflict, "hold_expired", "the hold has expired; reserve again")
         case "MQ005": return APIError(.badRequest, "immutable_field", detail)
         case "MQ006": return APIError(.notFound, "ticket_type_not_found", detail)
+        case "MQ007":
+            let numbers = detail.split(separator: " ").compactMap { part -> (String, Int)? in
+                let kv = part.split(separator: "=")
+                guard kv.count == 2, let n = Int(kv[1]) else { return nil }
+                return (String(kv[0]), n)
+            }
+            let values = Dictionary(numbers, uniquingKeysWith: { a, _ in a })
+            let limit = values["limit"] ?? 0
+            return APIError(
+                .conflict, "per_user_limit",
+                "one person may hold or buy at most \(limit) of this ticket type; you already have \(values["held"] ?? 0)",
+                details: ["limit": limit])
         case "23503" where info[.constraintName] == "tickets_event_id_fkey":
             return APIError(.notFound, "event_not_found", "no such event")
         case "23503": return APIError(.notFound, "ticket_type_not_found", "no such ticket type in this event")
         case "23514": return APIError(.conflict, "constraint_violation", "the change would break a rule of the data: \(info[.constraintName] ?? "check")")
         case "22P02": return APIError(.badRequest, "invalid_field", "a value has the wrong format")
+        case let state where state.hasPrefix("22"):
+            // data exceptions: a value the database cannot store (e.g. a NUL character in text)
+            return APIError(.badRequest, "invalid_field", "a value cannot be stored: \(info[.message] ?? "invalid data")")
         default: return nil
         }
     }

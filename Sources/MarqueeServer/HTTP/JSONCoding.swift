@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import NIOCore
 import MarqueeCore
 
 /// JSON in and out of the HTTP API.
@@ -46,7 +47,12 @@ enum JSONCoding {
 
     /// Reads and decodes a JSON body; the error names the field that was wrong.
     static func decodeBody<T: Decodable>(_ type: T.Type, from request: Request, limit: Int = 64 * 1024) async throws -> T {
-        let buffer = try await request.body.collect(upTo: limit)
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw APIError(.contentTooLarge, "body_too_large", "the request body is larger than \(limit / 1024) KiB")
+        }
         guard buffer.readableBytes > 0 else { throw APIError.badRequest("invalid_json", "the request needs a JSON body") }
         do {
             return try decoder.decode(T.self, from: Data(buffer.readableBytesView))

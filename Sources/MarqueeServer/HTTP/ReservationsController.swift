@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import MarqueeCore
+import Synchronization
 
 /// Reservations: create a hold (with an Idempotency-Key), confirm it, cancel it.
 struct ReservationsController<Context: RequestContext>: Sendable {
@@ -21,6 +22,8 @@ struct ReservationsController<Context: RequestContext>: Sendable {
     let auth: Authenticator
     let holdSeconds: Int
     let maxQuantity: Int
+    let rateLimiter: UserRateLimiter
+    let metrics: HubMetrics
 
     func addRoutes(events: RouterGroup<Context>, reservations group: RouterGroup<Context>) {
         events.post(":id/reservations", use: create)
@@ -30,6 +33,11 @@ struct ReservationsController<Context: RequestContext>: Sendable {
 
     @Sendable func create(_ request: Request, context: Context) async throws -> Response {
         let user = try await auth.user(request)
+        guard rateLimiter.allow(user.id) else {
+            metrics.limitHit(LimitName.reservations.rawValue)
+            throw APIError(
+                .tooManyRequests, "rate_limited", "too many reservation attempts; wait a little and try again")
+        }
         let eventID = try uuidParameter(context, "id", what: "event")
         guard let key = request.headers[HTTPField.Name("Idempotency-Key")!]?.trimmingCharacters(in: .whitespaces), !key.isEmpty else {
             throw APIError.badRequest(
@@ -70,5 +78,23 @@ struct ReservationsController<Context: RequestContext>: Sendable {
             throw APIError(.unauthorized, "login_required", "this needs the token of the user who made the reservation")
         }
         return (id, sub)
+    }
+}
+
+/// Per-user token buckets for the reservations API (bounded: forgets idle users past 100 000 entries).
+final class UserRateLimiter: Sendable {
+    let perMinute: Double
+    private let buckets = Mutex([String: TokenBucket]())
+
+    init(perMinute: Double) { self.perMinute = perMinute }
+
+    func allow(_ user: String, now: Double = ProcessInfo.processInfo.systemUptime) -> Bool {
+        buckets.withLock { buckets in
+            if buckets.count > 100_000 { buckets.removeAll() }
+            var bucket = buckets[user] ?? TokenBucket(rate: perMinute / 60, burst: max(1, perMinute / 3))
+            let allowed = bucket.take(now: now)
+            buckets[user] = bucket
+            return allowed
+        }
     }
 }

@@ -19,6 +19,11 @@ public final class HubMetrics: Sendable {
     public let framesIn = Counter()
     public let badFrames = Counter()
     public let prunedMessages = Counter()
+    private let limitHits = Mutex([String: Int]())
+
+    /// Counts a hit of a named limit.
+    public func limitHit(_ name: String) { limitHits.withLock { $0[name, default: 0] += 1 } }
+    public func limitHitCount(_ name: String) -> Int { limitHits.withLock { $0[name] ?? 0 } }
     /// Upper bounds in milliseconds of the latency buckets.
     public static let latencyBucketsMs: [Double] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000]
     private let latencyBuckets = Mutex([Int](repeating: 0, count: latencyBucketsMs.count + 1))
@@ -51,6 +56,10 @@ public final class HubMetrics: Sendable {
         gauge("marquee_realtime_frames_in_total", "Frames received from clients.", framesIn.current, type: "counter")
         gauge("marquee_realtime_bad_frames_total", "Frames refused as malformed.", badFrames.current, type: "counter")
         gauge("marquee_broadcast_messages_pruned_total", "Stored broadcast messages removed by the retention job.", prunedMessages.current, type: "counter")
+        out += "# HELP marquee_limit_hits_total Requests refused by a limit, by limit.\n# TYPE marquee_limit_hits_total counter\n"
+        for (name, count) in limitHits.withLock({ $0 }).sorted(by: { $0.key < $1.key }) {
+            out += "marquee_limit_hits_total{limit=\"\(name)\"} \(count)\n"
+        }
         let buckets = latencyBuckets.withLock { $0 }
         let sum = latencySum.withLock { $0 }
         out += "# HELP marquee_commit_to_queue_seconds Time from a change's commit to its frames being queued.\n"

@@ -19,6 +19,8 @@ public final class RealtimeGateway: Sendable {
         public var maxFrameBytes = 1 << 20
         public var outboxCapacity = 4096
         public var limits = SessionLimits()
+        public var maxConnectionsPerIP = 1000
+        public var maxConnectionsPerUser = 20
         public init() {}
     }
 
@@ -29,6 +31,7 @@ public final class RealtimeGateway: Sendable {
     let configuration: Configuration
     let logger: Logger
     private let nextConnectionID = Atomic<Int>(0)
+    let limitLog = LogThrottle(interval: 10)
 
     public init(
         hub: RealtimeHub, authority: TokenAuthority, snapshots: (any SnapshotSource)?, broadcasts: (any BroadcastStore)? = nil,
@@ -45,13 +48,22 @@ public final class RealtimeGateway: Sendable {
     /// The paths Supabase clients use.
     public static let paths = ["/realtime/v1/websocket", "/socket/websocket"]
 
-    func addRoutes(to router: Router<BasicWebSocketRequestContext>) {
+    /// Counts and logs (at most every 10 s per limit and client) a hit of a named limit.
+    func recordLimit(_ limit: LimitName, client: String, logger: Logger) {
+        hub.metrics.limitHit(limit.rawValue)
+        if limitLog.shouldLog("\(limit.rawValue)|\(client)") {
+            logger.warning("limit reached", metadata: ["limit": "\(limit.rawValue)", "client": "\(client)"])
+        }
+    }
+
+    func addRoutes(to router: Router<MarqueeRequestContext>) {
         for path in Self.paths {
             router.ws(RouterPath(path)) { request, _ in
                 try await self.checkUpgrade(request)
                 return .upgrade([:])
             } onUpgrade: { inbound, outbound, context in
-                try await self.serve(inbound: inbound, outbound: outbound, request: context.request)
+                let address = context.requestContext.remoteAddress?.ipAddress ?? "unknown"
+                try await self.serve(inbound: inbound, outbound: outbound, request: context.request, address: address)
             }
         }
     }
@@ -71,9 +83,19 @@ public final class RealtimeGateway: Sendable {
     }
 
     /// Runs one socket: a reader task feeds the session; a writer task drains the socket's outbox.
-    func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request) async throws {
+    func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request, address: String) async throws {
         let serializer = PhoenixSerializer(vsn: request.uri.queryParameters.get("vsn")) ?? .v1
         let connectCheck = await connectToken(request)
+        var keys: [(key: String, limit: Int)] = [("ip:\(address)", configuration.maxConnectionsPerIP)]
+        if case .valid(let viewer, _) = connectCheck, let user = viewer.userID { keys.append(("user:\(user)", configuration.maxConnectionsPerUser)) }
+        if let full = hub.admit(keys: keys) {
+            let limit: LimitName = full.hasPrefix("ip:") ? .connectionsPerIP : .connectionsPerUser
+            recordLimit(limit, client: full, logger: logger)
+            let what = limit == .connectionsPerIP ? "from this address" : "for this user"
+            try? await outbound.close(.policyViolation, reason: "\(limit.rawValue): Too many connections \(what)")
+            return
+        }
+        defer { hub.release(keys: keys.map(\.key)) }
         let id = nextConnectionID.add(1, ordering: .relaxed).newValue
         let outbox = Outbox(capacity: configuration.outboxCapacity)
         let connection = ConnectionHandle(id: id, serializer: serializer, outbox: outbox)
@@ -108,6 +130,10 @@ public final class RealtimeGateway: Sendable {
                 }
             }
             var session = RealtimeSession(connectionID: id, connectToken: connectCheck, policy: hub.policy, limits: configuration.limits)
+            let client: String = {
+                if case .valid(let viewer, _) = connectCheck, let user = viewer.userID { return "ip:\(address) user:\(user)" }
+                return "ip:\(address)"
+            }()
             do {
                 for try await message in inbound.messages(maxSize: configuration.maxFrameBytes) {
                     hub.metrics.framesIn.add(1)
@@ -136,9 +162,12 @@ public final class RealtimeGateway: Sendable {
                         access = await self.mayJoin(topic: topic, viewer: viewer, logger: logger)
                     }
                     let actions = session.receive(decoded, token: check, topicAccess: access, now: Date()) + session.expireTokens(now: Date())
-                    await perform(actions, connection: connection, logger: logger)
+                    await perform(actions, connection: connection, client: client, logger: logger)
                 }
             } catch {
+                if "\(error)".contains("tooBig") || "\(error)".lowercased().contains("too big") {
+                    recordLimit(.frameSize, client: client, logger: logger)
+                }
                 logger.debug("realtime read ended", metadata: ["error": "\(error)"])
             }
             outbox.finish()
@@ -152,15 +181,17 @@ public final class RealtimeGateway: Sendable {
             return .valid(Viewer(claims), expiresAt: claims.exp?.value)
         } catch {
             switch error.code {
-            case .expired: return .invalid("InvalidJWTToken: Token has expired")
+            case .expired: return .invalid("InvalidJWTToken: Token has expired (\(error.message))")
+            case .notYetValid: return .invalid("InvalidJWTToken: Token is not valid yet (nbf)")
+            case .badClaims: return .invalid("InvalidJWTToken: Fields `role` (anon, authenticated or service_role) is required in JWT")
             case .invalid where error.message.contains("signature"): return .invalid("JwtSignatureError: Failed to validate JWT signature")
             case .invalid: return .invalid("MalformedJWT: The token provided is not a valid JWT")
-            default: return .invalid("InvalidJWTToken: \(error.message)")
+            case .missing: return .invalid("InvalidJWTToken: API key is missing")
             }
         }
     }
 
-    func perform(_ actions: [RealtimeSession.Action], connection: ConnectionHandle, logger: Logger) async {
+    func perform(_ actions: [RealtimeSession.Action], connection: ConnectionHandle, client: String, logger: Logger) async {
         for action in actions {
             switch action {
             case .send(let message):
@@ -175,8 +206,21 @@ public final class RealtimeGateway: Sendable {
             case .unsubscribe(let topic):
                 hub.leave(connectionID: connection.id, topic: topic)
                 logger.info("realtime left", metadata: ["topic": "\(topic)"])
-            case .broadcast(let topic, let payload):
-                hub.broadcast(topic: topic, payload: payload, from: connection.id)
+            case .broadcast(let topic, let payload, let request, let ack):
+                let reply: JSONValue
+                if hub.broadcast(topic: topic, payload: payload, from: connection.id) {
+                    guard ack else { continue }
+                    reply = .object(["status": "ok", "response": .object([:])])
+                } else {
+                    recordLimit(.broadcasts, client: client, logger: logger)
+                    reply = .object([
+                        "status": "error", "response": .object(["reason": "BroadcastRateLimitReached: Too many broadcast messages per second on this topic"]),
+                    ])
+                }
+                let message = PhoenixMessage(joinRef: request.joinRef, ref: request.ref, topic: topic, event: "phx_reply", payload: reply)
+                connection.outbox.enqueue(.text(connection.serializer.encode(message)))
+            case .limitHit(let limit):
+                recordLimit(limit, client: client, logger: logger)
             case .trackPresence(let topic, let key, let payload):
                 hub.trackPresence(topic: topic, key: key, connectionID: connection.id, payload: payload)
             case .untrackPresence(let topic):
@@ -246,6 +290,23 @@ public final class RealtimeGateway: Sendable {
             } catch {
                 logger.warning("snapshot failed", metadata: ["topic": "\(topic)", "error": "\(describeError(error))"])
             }
+        }
+    }
+}
+
+/// Lets a log line through at most once per `interval` seconds per key (bounded: forgets all keys past 10 000).
+final class LogThrottle: Sendable {
+    let interval: Double
+    private let last = Mutex([String: Double]())
+
+    init(interval: Double) { self.interval = interval }
+
+    func shouldLog(_ key: String, now: Double = ProcessInfo.processInfo.systemUptime) -> Bool {
+        last.withLock { last in
+            if let previous = last[key], now - previous < interval { return false }
+            if last.count > 10_000 { last.removeAll() }
+            last[key] = now
+            return true
         }
     }
 }

@@ -87,15 +87,39 @@ public final class RealtimeHub: Sendable {
         var presence: [String: [String: (connection: Int, meta: JSONObject)]] = [:]  // topic → key → tracked
         var nextUID = 0
         var nextPresenceRef = 0
+        var topicBuckets: [String: TokenBucket] = [:]
+        var connectionsByKey: [String: Int] = [:]  // "ip:<addr>" / "user:<sub>" → open sockets
     }
 
     public let policy: SubscriptionPolicy
     private let state = Mutex(State())
     let metrics: HubMetrics
+    /// Client broadcasts per second per topic (bursts of twice as many); nil for no limit.
+    let broadcastsPerSecond: Double?
 
-    public init(policy: SubscriptionPolicy = .standard, metrics: HubMetrics = HubMetrics()) {
+    public init(policy: SubscriptionPolicy = .standard, metrics: HubMetrics = HubMetrics(), broadcastsPerSecond: Double? = 100) {
         self.policy = policy
         self.metrics = metrics
+        self.broadcastsPerSecond = broadcastsPerSecond
+    }
+
+    /// Counts a socket against each of `keys` (its address, its user), unless one is at `limit`; returns the key that
+    /// is full, or nil when the socket was counted.
+    func admit(keys: [(key: String, limit: Int)]) -> String? {
+        state.withLock { state in
+            for (key, limit) in keys where state.connectionsByKey[key, default: 0] >= limit { return key }
+            for (key, _) in keys { state.connectionsByKey[key, default: 0] += 1 }
+            return nil
+        }
+    }
+
+    func release(keys: [String]) {
+        state.withLock { state in
+            for key in keys {
+                let count = state.connectionsByKey[key, default: 0] - 1
+                state.connectionsByKey[key] = count > 0 ? count : nil
+            }
+        }
     }
 
     // MARK: Connections and channels
@@ -222,14 +246,25 @@ public final class RealtimeHub: Sendable {
 
     // MARK: Broadcast and presence
 
-    /// Sends a client's broadcast to the topic's other members (and to the sender when it asked for its own).
-    func broadcast(topic: String, payload: JSONValue, from sender: Int) {
-        let targets: [ConnectionHandle] = state.withLock { state in
-            (state.members[topic] ?? [:]).compactMap { id, member in
+    /// Sends a client's broadcast to the topic's other members (and to the sender when it asked for its own); false
+    /// when the topic's broadcast rate is exceeded (nothing is sent).
+    @discardableResult
+    func broadcast(topic: String, payload: JSONValue, from sender: Int, now: Double = ProcessInfo.processInfo.systemUptime) -> Bool {
+        let targets: [ConnectionHandle]? = state.withLock { state in
+            if let rate = broadcastsPerSecond {
+                var bucket = state.topicBuckets[topic] ?? TokenBucket(rate: rate, burst: rate * 2)
+                let allowed = bucket.take(now: now)
+                state.topicBuckets[topic] = bucket
+                if state.topicBuckets.count > 100_000 { state.topicBuckets = [topic: bucket] }  // bounded memory
+                guard allowed else { return nil }
+            }
+            return (state.members[topic] ?? [:]).compactMap { id, member in
                 id == sender && !member.receiveOwnBroadcasts ? nil : state.connections[id]
             }
         }
+        guard let targets else { return false }
         send(PhoenixMessage(topic: topic, event: "broadcast", payload: payload), to: targets)
+        return true
     }
 
     /// Delivers a message stored in `realtime.messages` (by `realtime.send` or `broadcast_changes`) to the topic's
@@ -345,9 +380,9 @@ enum ChangePayload {
     static func build(change: RowChange, kind: RowChangeKind, ids: [Int64], visibleColumns: Set<String>?, select: [String]?) -> JSONValue {
         func keep(_ name: String) -> Bool {
             if let visibleColumns, !visibleColumns.contains(name) { return false }
-            if let select, !select.contains(name), !(change.columns.first(where: { $0.name == name })?.isKey ?? false), name != "id" {
-                return false
-            }
+            // the primary key (`id` in every published table) always comes along; pgoutput marks every column as a key
+            // under REPLICA IDENTITY FULL, so its key flags cannot tell
+            if let select, !select.contains(name), name != "id" { return false }
             return true
         }
         func filtered(_ record: JSONObject?) -> JSONValue {

@@ -17,8 +17,25 @@ public enum TokenCheck: Sendable, Equatable {
 
 /// Limits a session enforces.
 public struct SessionLimits: Sendable {
+    /// Channels joined at once on one socket.
     public var maxChannels = 100
+    /// Joins per second on one socket (bursts of twice as many).
+    public var joinsPerSecond = 10.0
+    /// Frames per second a socket may send (bursts of twice as many).
+    public var messagesPerSecond = 100.0
     public init() {}
+}
+
+/// The limits, by the names used in errors, metrics and logs.
+public enum LimitName: String, Sendable, CaseIterable {
+    case channels = "ChannelRateLimitReached"
+    case joins = "ClientJoinRateLimitReached"
+    case messages = "ClientMessageRateLimitReached"
+    case connectionsPerIP = "ConnectionRateLimitReached"
+    case connectionsPerUser = "UserConnectionRateLimitReached"
+    case broadcasts = "BroadcastRateLimitReached"
+    case frameSize = "FrameTooLarge"
+    case reservations = "ReservationRateLimitReached"
 }
 
 /// The Phoenix/Supabase channel protocol of one socket as a pure state machine: a frame (and the check of any token
@@ -29,7 +46,11 @@ public struct RealtimeSession: Sendable {
         /// Index the channel's bindings and membership.
         case subscribe(topic: String, joinRef: String?, subscriptions: [Subscription], membership: Membership)
         case unsubscribe(topic: String)
-        case broadcast(topic: String, payload: JSONValue)
+        /// Relay a client's broadcast. The edge answers `request` with `ok` when `ack` is set, or with an error when the
+        /// topic's broadcast rate is exceeded.
+        case broadcast(topic: String, payload: JSONValue, request: PhoenixMessage, ack: Bool)
+        /// A limit was hit (for metrics and the log); the error reply is among the actions.
+        case limitHit(LimitName)
         case trackPresence(topic: String, key: String, payload: JSONObject)
         case untrackPresence(topic: String)
         /// Send the topic's `presence_state`.
@@ -62,12 +83,16 @@ public struct RealtimeSession: Sendable {
     public private(set) var connectToken: TokenCheck
     private(set) var channels: [String: Channel] = [:]
     let connectionID: Int
+    private var joinBucket: TokenBucket
+    private var messageBucket: TokenBucket
 
     public init(connectionID: Int, connectToken: TokenCheck, policy: SubscriptionPolicy, limits: SessionLimits = SessionLimits()) {
         self.connectionID = connectionID
         self.connectToken = connectToken
         self.policy = policy
         self.limits = limits
+        self.joinBucket = TokenBucket(rate: limits.joinsPerSecond, burst: limits.joinsPerSecond * 2)
+        self.messageBucket = TokenBucket(rate: limits.messagesPerSecond, burst: limits.messagesPerSecond * 2)
     }
 
     public var joinedTopics: [String] { Array(channels.keys) }
@@ -104,6 +129,19 @@ public struct RealtimeSession: Sendable {
     }
 
     public mutating func receive(_ message: PhoenixMessage, token: TokenCheck? = nil, topicAccess: Bool? = nil, now: Date = Date()) -> [Action] {
+        let seconds = now.timeIntervalSinceReferenceDate
+        guard messageBucket.take(now: seconds) else {
+            return [
+                .limitHit(.messages),
+                reply(message, status: "error", response: .object(["reason": "ClientMessageRateLimitReached: Too many messages per second"])),
+            ]
+        }
+        if message.event == "phx_join" && !joinBucket.take(now: seconds) {
+            return [
+                .limitHit(.joins),
+                reply(message, status: "error", response: .object(["reason": "ClientJoinRateLimitReached: Too many joins per second"])),
+            ]
+        }
         if message.topic == "phoenix" {
             if message.event == "heartbeat" { return [reply(message, status: "ok", response: .object([:]))] }
             return [reply(message, status: "error", response: .object(["reason": "unknown event on topic phoenix"]))]
@@ -153,9 +191,7 @@ public struct RealtimeSession: Sendable {
             guard case .object(let payload) = message.payload, payload["event"]?.stringValue != nil else {
                 return [reply(message, status: "error", response: .object(["reason": "a broadcast needs {type, event, payload}"]))]
             }
-            var actions: [Action] = [.broadcast(topic: message.topic, payload: message.payload)]
-            if channel.config.broadcastAck { actions.append(reply(message, status: "ok", response: .object([:]))) }
-            return actions
+            return [.broadcast(topic: message.topic, payload: message.payload, request: message, ack: channel.config.broadcastAck)]
         case "presence":
             let kind = message.payload["event"]?.stringValue ?? ""
             switch kind {
@@ -227,7 +263,9 @@ public struct RealtimeSession: Sendable {
             actions.append(close(topic: message.topic, joinRef: previous.joinRef))
         }
         guard channels.count < limits.maxChannels else {
-            return actions + [reply(message, status: "error", response: .object(["reason": "ChannelRateLimitReached: Too many channels"]))]
+            return actions + [
+                .limitHit(.channels), reply(message, status: "error", response: .object(["reason": "ChannelRateLimitReached: Too many channels"])),
+            ]
         }
         if config.isPrivate && topicAccess != true {
             return actions + [
