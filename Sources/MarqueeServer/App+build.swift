@@ -57,7 +57,7 @@ public func buildApplication(
     let router = buildRouter(dependencies)
     var app = Application(
         router: router,
-        server: .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(maxFrameSize: config.limits.maxFrameBytes)),
+        server: .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(maxFrameSize: config.limits.maxFrameBytes, validateUTF8: true)),
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: "marquee"),
         onServerRunning: onServerRunning,
         logger: logger)

@@ -37,6 +37,11 @@ def test_send_and_broadcast_changes_reach_listeners_of_that_topic_only(server, d
         here, elsewhere = Inbox(), Inbox()
         await subscribe(broadcast_channel(client, "room:a", here))
         await subscribe(broadcast_channel(client, "room:b", elsewhere))
+        # broadcast_changes stores private messages, as Supabase's does: a private listener (the service role may
+        # join any private topic) receives them
+        admin = await connect(server, make_token(role="service_role"))
+        changes = Inbox()
+        await subscribe(broadcast_channel(admin, "room:a", changes, private=True))
         with database.connect() as conn:
             conn.execute("select realtime.send(%s::jsonb, 'greeting', 'room:a', false)", (json.dumps({"hello": "world"}),))
             conn.execute("create table if not exists public.notes (id serial primary key, body text)")
@@ -48,18 +53,22 @@ def test_send_and_broadcast_changes_reach_listeners_of_that_topic_only(server, d
                 end $$""")
             conn.execute("drop trigger if exists notes_broadcast on public.notes")
             conn.execute("create trigger notes_broadcast after insert or update on public.notes for each row execute function notes_broadcast()")
-        with database.connect() as conn:
-            # broadcast_changes stores private messages, as Supabase's does; a public copy for this public channel:
             conn.execute("insert into public.notes (body) values ('first')")
-            conn.execute("select realtime.send(jsonb_build_object('schema','public','table','notes','operation','INSERT',"
-                         "'record', jsonb_build_object('body','first'), 'old_record', null), 'INSERT', 'room:a', false)")
+            conn.execute("update public.notes set body = 'second'")
         greeting = await here.wait_for(lambda m: m["event"] == "greeting")
         assert greeting["payload"] == {"hello": "world"}
-        change = await here.wait_for(lambda m: m["event"] == "INSERT")
-        assert change["payload"]["operation"] == "INSERT" and change["payload"]["table"] == "notes"
-        assert change["payload"]["record"]["body"] == "first"
+        inserted = await changes.wait_for(lambda m: m["event"] == "INSERT")
+        assert inserted["payload"]["operation"] == "INSERT" and inserted["payload"]["table"] == "notes"
+        assert inserted["payload"]["schema"] == "public" and inserted["payload"]["record"]["body"] == "first"
+        assert inserted["payload"]["old_record"] is None
+        updated = await changes.wait_for(lambda m: m["event"] == "UPDATE")
+        assert updated["payload"]["record"]["body"] == "second" and updated["payload"]["old_record"]["body"] == "first"
+        # the public channel got the public message only, the other topic nothing
+        assert [m["event"] for m in here.items] == ["greeting"]
+        assert all(m["event"] != "greeting" for m in changes.items)
         assert elsewhere.items == []
         await client.close()
+        await admin.close()
 
     asyncio.run(scenario())
 
