@@ -19,6 +19,7 @@ public struct AppDependencies: Sendable {
     public var feedStatus: ChangeFeedStatus
     public var gateway: RealtimeGateway
     public var webMetrics = WebMetrics()
+    public var analytics = EventAnalytics()
 }
 
 /// Builds the HTTP application with its services: the connection pool, the hold sweeper, and (when given) the
@@ -44,6 +45,7 @@ public func buildApplication(
     gatewayConfiguration.limits.joinsPerSecond = config.limits.joinsPerSecond
     gatewayConfiguration.limits.messagesPerSecond = config.limits.messagesPerSecond
     let feedStatus = ChangeFeedStatus()
+    let analytics = EventAnalytics()
     let dependencies = AppDependencies(
         config: config, database: database, client: client, authority: authority,
         events: PostgresEventRepository(client: client, logger: logger),
@@ -51,7 +53,9 @@ public func buildApplication(
         hub: hub, feedStatus: feedStatus,
         gateway: RealtimeGateway(
             hub: hub, authority: authority, snapshots: PostgresSnapshotSource(client: client, logger: logger),
-            broadcasts: PostgresBroadcastStore(client: client, logger: logger), configuration: gatewayConfiguration, logger: logger))
+            broadcasts: PostgresBroadcastStore(client: client, logger: logger), analytics: analytics, configuration: gatewayConfiguration,
+            logger: logger),
+        analytics: analytics)
     try await Migrator(directory: try Migrator.locateDirectory()).migrate(database, logger: logger)
 
     let router = buildRouter(dependencies)
@@ -100,6 +104,7 @@ public func buildRouter(_ dependencies: AppDependencies) -> Router<MarqueeReques
     router.get("/metrics") { _, _ in
         var text = dependencies.hub.metrics.prometheusText()
         text += dependencies.webMetrics.prometheusText()
+        text += dependencies.analytics.prometheusText()
         text += "# HELP marquee_change_feed_connected Whether the change feed is reading its slot.\n# TYPE marquee_change_feed_connected gauge\n"
         text += "marquee_change_feed_connected \(dependencies.feedStatus.isConnected ? 1 : 0)\n"
         text += "# HELP marquee_change_feed_changes_total Row changes handed to the router.\n# TYPE marquee_change_feed_changes_total counter\n"
@@ -115,11 +120,13 @@ public func buildRouter(_ dependencies: AppDependencies) -> Router<MarqueeReques
 
     let api = router.group("api")
     let events = api.group("events")
-    EventsController(events: dependencies.events, auth: auth).addRoutes(to: events)
+    EventsController(events: dependencies.events, auth: auth, analytics: dependencies.analytics, client: dependencies.client)
+        .addRoutes(to: events)
     ReservationsController(
         reservations: dependencies.reservations, auth: auth, holdSeconds: dependencies.config.holdSeconds,
         maxQuantity: dependencies.config.maxQuantityPerReservation,
-        rateLimiter: UserRateLimiter(perMinute: dependencies.config.limits.reservationsPerMinutePerUser), metrics: dependencies.hub.metrics
+        rateLimiter: UserRateLimiter(perMinute: dependencies.config.limits.reservationsPerMinutePerUser), metrics: dependencies.hub.metrics,
+        analytics: dependencies.analytics
     ).addRoutes(events: events, reservations: api.group("reservations"))
     WebController(dependencies: dependencies).addRoutes(to: router)
     return router

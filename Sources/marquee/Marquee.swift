@@ -36,6 +36,7 @@ struct DatabaseOptions: ParsableArguments {
     }
 
     func logger(_ config: MarqueeConfig, label: String = "marquee") -> Logger {
+        LogFormat.bootstrap(ProcessInfo.processInfo.environment["MARQUEE_LOG_FORMAT"])
         var logger = Logger(label: label)
         logger.logLevel = config.logLevel
         return logger

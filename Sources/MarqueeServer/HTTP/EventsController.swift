@@ -1,17 +1,69 @@
 import Foundation
 import Hummingbird
 import MarqueeCore
+import PostgresNIO
 
 /// `/api/events`: list, read, create, and the availability snapshot.
 struct EventsController<Context: RequestContext>: Sendable {
     let events: any EventRepository
     let auth: Authenticator
+    let analytics: EventAnalytics
+    let client: PostgresClient
 
     func addRoutes(to group: RouterGroup<Context>) {
         group.get(use: list)
         group.post(use: create)
         group.get(":id", use: get)
         group.get(":id/availability", use: availability)
+        group.get(":id/stats", use: stats)
+    }
+
+    /// Product counters for the organizer (service role): page views, subscriptions, reserve attempts by outcome,
+    /// sold-out impressions, and reservations by status from the database.
+    @Sendable func stats(_ request: Request, context: Context) async throws -> Response {
+        try await auth.requireServiceRole(request)
+        let id = try eventID(context)
+        guard try await events.get(id) != nil else { throw APIError.notFound("event_not_found", "no event \(id)") }
+        var holds: [String: Int] = ["reserved": 0, "confirmed": 0, "cancelled": 0, "expired": 0]
+        let rows = try await client.query(
+            "select status, count(*)::int8, coalesce(sum(quantity), 0)::int8 from tickets where event_id = \(id) group by status",
+            logger: context.logger)
+        var tickets: [String: Int] = [:]
+        for try await (status, count, quantity) in rows.decode((String, Int, Int).self) {
+            holds[status] = count
+            tickets[status] = quantity
+        }
+        let counters = analytics.counters(id)
+        var attempts: [String: Int] = [:]
+        for outcome in EventAnalytics.ReserveOutcome.allCases { attempts[outcome.rawValue] = counters.reserveAttempts[outcome] ?? 0 }
+        let finished = (holds["confirmed"] ?? 0) + (holds["expired"] ?? 0)
+        let body = StatsBody(
+            eventID: id.lowercased, pageViews: counters.pageViews, soldOutImpressions: counters.soldOutImpressions,
+            subscriptions: counters.subscriptions, reserveAttempts: attempts, reservations: holds, tickets: tickets,
+            confirmedShareOfFinishedHolds: finished == 0 ? nil : Double(holds["confirmed"] ?? 0) / Double(finished))
+        return try JSONCoding.response(body)
+    }
+
+    struct StatsBody: Encodable {
+        var eventID: String
+        var pageViews: Int
+        var soldOutImpressions: Int
+        var subscriptions: Int
+        var reserveAttempts: [String: Int]
+        var reservations: [String: Int]
+        var tickets: [String: Int]
+        var confirmedShareOfFinishedHolds: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case eventID = "event_id"
+            case pageViews = "page_views"
+            case soldOutImpressions = "sold_out_impressions"
+            case subscriptions
+            case reserveAttempts = "reserve_attempts"
+            case reservations
+            case tickets
+            case confirmedShareOfFinishedHolds = "confirmed_share_of_finished_holds"
+        }
     }
 
     @Sendable func list(_ request: Request, context: Context) async throws -> Response {

@@ -24,6 +24,7 @@ struct ReservationsController<Context: RequestContext>: Sendable {
     let maxQuantity: Int
     let rateLimiter: UserRateLimiter
     let metrics: HubMetrics
+    let analytics: EventAnalytics
 
     func addRoutes(events: RouterGroup<Context>, reservations group: RouterGroup<Context>) {
         events.post(":id/reservations", use: create)
@@ -33,8 +34,10 @@ struct ReservationsController<Context: RequestContext>: Sendable {
 
     @Sendable func create(_ request: Request, context: Context) async throws -> Response {
         let user = try await auth.user(request)
+        let eventForStats = UUID(uuidString: context.parameters.get("id") ?? "")
         guard rateLimiter.allow(user.id) else {
             metrics.limitHit(LimitName.reservations.rawValue)
+            if let eventForStats { analytics.reserveAttempt(eventForStats, outcome: .rateLimited) }
             throw APIError(
                 .tooManyRequests, "rate_limited", "too many reservation attempts; wait a little and try again")
         }
@@ -52,10 +55,19 @@ struct ReservationsController<Context: RequestContext>: Sendable {
         if let email = body.holderEmail, email.count > 320 || !email.contains("@") {
             throw APIError.badRequest("invalid_field", "'holder_email' is not an email address")
         }
-        let result = try await reservations.reserve(
-            ReservationRequest(
-                userID: user.id, eventID: eventID, ticketTypeID: body.ticketTypeID, quantity: body.quantity, holderEmail: body.holderEmail,
-                idempotencyKey: key, holdSeconds: holdSeconds))
+        let result: (reservation: Reservation, created: Bool)
+        do {
+            result = try await reservations.reserve(
+                ReservationRequest(
+                    userID: user.id, eventID: eventID, ticketTypeID: body.ticketTypeID, quantity: body.quantity,
+                    holderEmail: body.holderEmail, idempotencyKey: key, holdSeconds: holdSeconds))
+        } catch {
+            let code = DatabaseErrorMapping.apiError(for: error)?.code ?? (error as? APIError)?.code
+            let outcome = code.flatMap(EventAnalytics.ReserveOutcome.init(rawValue:)) ?? .failed
+            analytics.reserveAttempt(eventID, outcome: outcome == .created ? .failed : outcome)
+            throw error
+        }
+        analytics.reserveAttempt(eventID, outcome: result.created ? .created : .replayed)
         return try JSONCoding.response(result.reservation, status: result.created ? .created : .ok)
     }
 

@@ -77,8 +77,12 @@ struct WebController: Sendable {
 
     func eventPage(_ request: Request, context: some RequestContext) async throws -> Response {
         guard let id = UUID(uuidString: context.parameters.get("id") ?? "") else { return notFoundPage() }
-        // a database hiccup still serves the page: it loads and polls the data on its own
-        if case .some(.none) = try? await dependencies.events.get(id) { return notFoundPage() }
+        do {
+            guard let details = try await dependencies.events.get(id) else { return notFoundPage() }
+            dependencies.analytics.pageView(id, soldOutTypes: details.ticketTypes.filter { $0.status == AvailabilityStatus.soldOut }.count)
+        } catch {
+            // a database hiccup still serves the page: it loads and polls the data on its own
+        }
         return try page("event.html", request: request)
     }
 

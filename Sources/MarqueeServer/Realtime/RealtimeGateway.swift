@@ -28,6 +28,7 @@ public final class RealtimeGateway: Sendable {
     let authority: TokenAuthority
     let snapshots: (any SnapshotSource)?
     let broadcasts: (any BroadcastStore)?
+    let analytics: EventAnalytics?
     let configuration: Configuration
     let logger: Logger
     private let nextConnectionID = Atomic<Int>(0)
@@ -35,8 +36,9 @@ public final class RealtimeGateway: Sendable {
 
     public init(
         hub: RealtimeHub, authority: TokenAuthority, snapshots: (any SnapshotSource)?, broadcasts: (any BroadcastStore)? = nil,
-        configuration: Configuration = Configuration(), logger: Logger
+        analytics: EventAnalytics? = nil, configuration: Configuration = Configuration(), logger: Logger
     ) {
+        self.analytics = analytics
         self.hub = hub
         self.authority = authority
         self.snapshots = snapshots
@@ -198,6 +200,7 @@ public final class RealtimeGateway: Sendable {
                 connection.outbox.enqueue(.text(connection.serializer.encode(message)))
             case .subscribe(let topic, let joinRef, let subscriptions, let membership):
                 hub.join(connectionID: connection.id, topic: topic, joinRef: joinRef, subscriptions: subscriptions, membership: membership)
+                if let analytics, let event = EventAnalytics.eventID(topic: topic, subscriptions: subscriptions) { analytics.subscribed(event) }
                 logger.info(
                     "realtime joined", metadata: ["topic": "\(topic)", "bindings": "\(subscriptions.count)", "private": "\(membership.isPrivate)"])
                 if let since = membership.replaySince {

@@ -1,0 +1,91 @@
+"""Product analytics per event (GET /api/events/{id}/stats, service role), the counters in /metrics, and JSON
+connection logs without sensitive values."""
+
+import asyncio
+import json
+import re
+import uuid
+
+import httpx
+import pytest
+import websockets
+
+from conftest import make_token, start_server
+from helpers import act, create_event, reserve
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def json_server(database):
+    srv = start_server(database.url, env={"MARQUEE_LOG_FORMAT": "json"})
+    yield srv
+    srv.stop()
+
+
+def metric(server, name, labels=""):
+    text = httpx.get(server.base_url + "/metrics").text
+    match = re.search(r"^%s%s (\S+)$" % (re.escape(name), re.escape(labels)), text, re.M)
+    return float(match.group(1)) if match else None
+
+
+def test_event_stats_count_views_subscriptions_attempts_and_holds(json_server):
+    server = json_server
+    event = create_event(server.base_url, capacities=(2,))
+    event_id, type_id = event["id"], event["ticket_types"][0]["id"]
+    assert httpx.get(f"{server.base_url}/api/events/{event_id}/stats").status_code == 401
+    assert httpx.get(f"{server.base_url}/api/events/{event_id}/stats",
+                     headers={"Authorization": "Bearer " + make_token(sub="someone")}).status_code == 403
+
+    assert httpx.get(f"{server.base_url}/events/{event_id}").status_code == 200
+
+    async def watch():
+        url = f"{server.ws_url}/realtime/v1/websocket?apikey={make_token(role='anon')}&vsn=1.0.0"
+        async with websockets.connect(url) as ws:
+            await ws.send(json.dumps({"topic": f"realtime:event-{event_id}-tickets", "event": "phx_join", "ref": "1", "join_ref": "1",
+                                      "payload": {"config": {"postgres_changes": [{"event": "UPDATE", "schema": "public",
+                                                                                   "table": "event_tickets", "filter": f"event_id=eq.{event_id}"}]}}}))
+            while json.loads(await asyncio.wait_for(ws.recv(), 5))["event"] != "system":
+                pass
+
+    asyncio.run(watch())
+    held = reserve(server.base_url, event_id, type_id, user="sam", quantity=2, email="sam@example.com")
+    refused = httpx.post(f"{server.base_url}/api/events/{event_id}/reservations", json={"ticket_type_id": type_id, "quantity": 1},
+                         headers={"Authorization": "Bearer " + make_token(sub="tom"), "Idempotency-Key": str(uuid.uuid4())})
+    assert refused.status_code == 409
+    act(server.base_url, held["id"], "confirm", user="sam")
+    assert httpx.get(f"{server.base_url}/events/{event_id}").status_code == 200  # now sold out
+
+    stats = httpx.get(f"{server.base_url}/api/events/{event_id}/stats",
+                      headers={"Authorization": "Bearer " + make_token(role="service_role")}).json()
+    assert stats["event_id"] == event_id
+    assert stats["page_views"] == 2 and stats["sold_out_impressions"] == 1
+    assert stats["subscriptions"] == 1
+    assert stats["reserve_attempts"]["created"] == 1 and stats["reserve_attempts"]["sold_out"] == 1
+    assert stats["reservations"]["confirmed"] == 1 and stats["tickets"]["confirmed"] == 2
+    assert stats["confirmed_share_of_finished_holds"] == 1.0
+    assert metric(server, "marquee_reservations_total", '{outcome="sold_out"}') >= 1
+    assert metric(server, "marquee_event_page_views_total") >= 2
+
+
+def test_json_logs_carry_connections_and_never_secrets(json_server):
+    server = json_server
+    token = make_token(sub="lara")
+
+    async def connect_and_leave():
+        url = f"{server.ws_url}/realtime/v1/websocket?apikey={token}&vsn=1.0.0"
+        async with websockets.connect(url) as ws:
+            await ws.send(json.dumps({"topic": "realtime:logs", "event": "phx_join", "ref": "1", "join_ref": "1", "payload": {"config": {}}}))
+            await asyncio.wait_for(ws.recv(), 5)
+
+    asyncio.run(connect_and_leave())
+    line = server.wait_for_output(r'"message":"realtime disconnected"', timeout=10)
+    record = json.loads(line)
+    assert record["level"] == "info" and "duration" in record and "connection" in record
+    joined = json.loads(server.wait_for_output(r'"message":"realtime joined".*"topic":"realtime:logs"', timeout=10))
+    assert joined["topic"] == "realtime:logs"
+    logged = "".join(server.output)
+    assert token not in logged and "sam@example.com" not in logged
+    for text in server.output:
+        if text.startswith("{"):
+            json.loads(text)  # every structured line is one JSON object
