@@ -37,6 +37,7 @@ struct Watch: AsyncParsableCommand {
                 case .connecting: status = "connecting"
                 case .connected: status = "live"
                 case .reconnecting(let attempt): status = "reconnecting (attempt \(attempt))"
+                case .polling: status = "polling (realtime unavailable)"
                 case .disconnected(let reason): status = "disconnected: \(reason)"
                 }
             case .availability(let snapshot):
@@ -63,7 +64,8 @@ struct Watch: AsyncParsableCommand {
             case .soldOut: label = "SOLD OUT"
             }
             let name = type.name.padding(toLength: 24, withPad: " ", startingAt: 0)
-            out += "  \(name) \(String(format: "%6d", type.available)) / \(String(format: "%-6d", type.capacity)) \(label)  (sold \(type.sold), held \(type.reserved), v\(type.version))\n"
+            out +=
+                "  \(name) \(String(format: "%6d", type.available)) / \(String(format: "%-6d", type.capacity)) \(label)  (sold \(type.sold), held \(type.reserved), v\(type.version))\n"
         }
         FileHandle.standardOutput.write(Data(out.utf8))
     }

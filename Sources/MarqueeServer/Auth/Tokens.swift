@@ -42,6 +42,9 @@ public struct TokenError: Error, CustomStringConvertible, Sendable {
     public var code: Code
     public var message: String
     public var description: String { message }
+
+    /// The HTTP API's error code: a token with unusable claims is an invalid token there.
+    public var apiCode: String { code == .badClaims ? Code.invalid.rawValue : code.rawValue }
 }
 
 /// Signs and verifies HS256 tokens with the server's secret.

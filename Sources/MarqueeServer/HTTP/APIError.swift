@@ -48,7 +48,7 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             let message = error.body ?? (error.status == .notFound ? "no route for \(request.method) \(request.uri.path)" : error.status.reasonPhrase)
             throw APIError(error.status, code, message)
         } catch let error as TokenError {
-            throw APIError(.unauthorized, error.code.rawValue, error.message)
+            throw APIError(.unauthorized, error.apiCode, error.message)
         } catch {
             if let mapped = DatabaseErrorMapping.apiError(for: error) { throw mapped }
             context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(describeError(error))"])

@@ -25,7 +25,7 @@ struct Authenticator: Sendable {
         do {
             return try await authority.verify(token)
         } catch {
-            throw APIError(.unauthorized, error.code.rawValue, error.message)
+            throw APIError(.unauthorized, error.apiCode, error.message)
         }
     }
 
