@@ -36,7 +36,18 @@ public func buildApplication(
     var poolConfiguration = database.clientConfiguration()
     poolConfiguration.options.maximumConnections = 20
     let client = PostgresClient(configuration: poolConfiguration, backgroundLogger: logger)
-    let hub = RealtimeHub(broadcastsPerSecond: config.limits.broadcastsPerSecondPerTopic)
+    try await Migrator(directory: try Migrator.locateDirectory()).migrate(database, logger: logger)
+    // the columns of the published tables, so that a filter on a column that does not exist is refused at join
+    var policy = SubscriptionPolicy.standard
+    policy.columns = try await database.withConnection(logger: logger) { connection in
+        var columns: [String: [String]] = [:]
+        let rows = try await connection.query(
+            "select table_schema || '.' || table_name, column_name::text from information_schema.columns where table_schema = 'public' and table_name in ('events', 'event_tickets', 'tickets') order by ordinal_position",
+            logger: logger)
+        for try await (table, column) in rows.decode((String, String).self) { columns[table, default: []].append(column) }
+        return columns
+    }
+    let hub = RealtimeHub(policy: policy, broadcastsPerSecond: config.limits.broadcastsPerSecondPerTopic)
     var gatewayConfiguration = RealtimeGateway.Configuration()
     gatewayConfiguration.maxFrameBytes = config.limits.maxFrameBytes
     gatewayConfiguration.maxConnectionsPerIP = config.limits.maxConnectionsPerIP
@@ -56,7 +67,6 @@ public func buildApplication(
             broadcasts: PostgresBroadcastStore(client: client, logger: logger), analytics: analytics, configuration: gatewayConfiguration,
             logger: logger),
         analytics: analytics)
-    try await Migrator(directory: try Migrator.locateDirectory()).migrate(database, logger: logger)
 
     let router = buildRouter(dependencies)
     var app = Application(

@@ -37,6 +37,9 @@ struct ReservationsController<Context: RequestContext>: Sendable {
         let eventForStats = UUID(uuidString: context.parameters.get("id") ?? "")
         guard rateLimiter.allow(user.id) else {
             metrics.limitHit(LimitName.reservations.rawValue)
+            if rateLimiter.logThrottle.shouldLog(user.id) {
+                context.logger.warning("limit reached", metadata: ["limit": "\(LimitName.reservations.rawValue)", "client": "user:\(user.id)"])
+            }
             if let eventForStats { analytics.reserveAttempt(eventForStats, outcome: .rateLimited) }
             throw APIError(
                 .tooManyRequests, "rate_limited", "too many reservation attempts; wait a little and try again")
@@ -96,6 +99,7 @@ struct ReservationsController<Context: RequestContext>: Sendable {
 /// Per-user token buckets for the reservations API (bounded: forgets idle users past 100 000 entries).
 final class UserRateLimiter: Sendable {
     let perMinute: Double
+    let logThrottle = LogThrottle(interval: 10)
     private let buckets = Mutex([String: TokenBucket]())
 
     init(perMinute: Double) { self.perMinute = perMinute }

@@ -93,6 +93,8 @@ public struct ChangeFeed: Service {
     /// skips a backlog left by an earlier run (nobody connected to this process can be waiting for it).
     public func prepareSlot() async throws {
         try await database.withConnection(logger: logger) { connection in
+            // under the slot's lock, so a second server with the same MARQUEE_NODE fails here instead of moving the slot
+            try await claim(connection)
             try await prepare(connection, skipBacklog: configuration.startFromCurrent)
         }
     }
@@ -140,12 +142,12 @@ public struct ChangeFeed: Service {
             exists = true
         }
         if !exists {
-            try await connection.query("select pg_create_logical_replication_slot(\(slot)::name, 'pgoutput')", logger: logger)
+            for try await _ in try await connection.query("select pg_create_logical_replication_slot(\(slot)::name, 'pgoutput')", logger: logger) {}
             logger.info("created replication slot", metadata: ["slot": "\(slot)"])
         } else if skipBacklog {
-            try await connection.query(
+            for try await _ in try await connection.query(
                 "select pg_replication_slot_advance(\(slot)::name, pg_current_wal_lsn()) where pg_current_wal_lsn() > (select confirmed_flush_lsn from pg_replication_slots where slot_name = \(slot))",
-                logger: logger)
+                logger: logger) {}
         }
     }
 
@@ -188,7 +190,8 @@ public struct ChangeFeed: Service {
                     hub.publish(change)
                 }
             }
-            try await connection.query("select pg_replication_slot_advance(\(slot)::name, \(lastLSN)::pg_lsn)", logger: logger)
+            // read the result: an advance that failed must not go unnoticed
+            for try await _ in try await connection.query("select pg_replication_slot_advance(\(slot)::name, \(lastLSN)::pg_lsn)", logger: logger) {}
             status.delivered(count: changes.count, lsn: PgLSN(lastLSN) ?? .invalid, commit: newestCommit)
         }
     }
