@@ -20,6 +20,7 @@ public struct AppDependencies: Sendable {
     public var gateway: RealtimeGateway
     public var webMetrics = WebMetrics()
     public var analytics = EventAnalytics()
+    public var httpMetrics = HTTPMetrics()
 }
 
 /// Builds the HTTP application with its services: the connection pool, the hold sweeper, and (when given) the
@@ -93,6 +94,7 @@ public func buildApplication(
 
 public func buildRouter(_ dependencies: AppDependencies) -> Router<MarqueeRequestContext> {
     let router = Router(context: MarqueeRequestContext.self)
+    router.add(middleware: HTTPMetricsMiddleware(metrics: dependencies.httpMetrics))
     router.add(middleware: ErrorMiddleware())
     let auth = Authenticator(authority: dependencies.authority)
 
@@ -115,6 +117,17 @@ public func buildRouter(_ dependencies: AppDependencies) -> Router<MarqueeReques
         var text = dependencies.hub.metrics.prometheusText()
         text += dependencies.webMetrics.prometheusText()
         text += dependencies.analytics.prometheusText()
+        text += dependencies.httpMetrics.prometheusText()
+        let databaseUp: Bool
+        do {
+            let client = dependencies.client
+            try await withDeadline(.seconds(1)) { try await client.query("select 1") }
+            databaseUp = true
+        } catch {
+            databaseUp = false
+        }
+        text += "# HELP marquee_database_up Whether the database answered within a second.\n# TYPE marquee_database_up gauge\n"
+        text += "marquee_database_up \(databaseUp ? 1 : 0)\n"
         text += "# HELP marquee_change_feed_connected Whether the change feed is reading its slot.\n# TYPE marquee_change_feed_connected gauge\n"
         text += "marquee_change_feed_connected \(dependencies.feedStatus.isConnected ? 1 : 0)\n"
         text += "# HELP marquee_change_feed_changes_total Row changes handed to the router.\n# TYPE marquee_change_feed_changes_total counter\n"

@@ -89,3 +89,15 @@ def test_json_logs_carry_connections_and_never_secrets(json_server):
     for text in server.output:
         if text.startswith("{"):
             json.loads(text)  # every structured line is one JSON object
+
+
+def test_http_requests_are_counted_by_route_template_and_status(json_server):
+    server = json_server
+    missing = "00000000-0000-0000-0000-000000000000"
+    assert httpx.get(f"{server.base_url}/api/events/{missing}").status_code == 404
+    assert httpx.get(f"{server.base_url}/api/events").status_code == 200
+    text = httpx.get(server.base_url + "/metrics").text
+    assert re.search(r'marquee_http_requests_total\{method="GET",route="/api/events/\{id\}",status="404"\} [1-9]', text), text[-2000:]
+    assert re.search(r'marquee_http_requests_total\{method="GET",route="/api/events",status="200"\} [1-9]', text)
+    assert missing not in text  # routes are templates, never raw paths
+    assert "marquee_database_up 1" in text
