@@ -140,6 +140,7 @@ public func buildRouter(_ dependencies: AppDependencies) -> Router<MarqueeReques
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
     dependencies.gateway.addRoutes(to: router)
+    AdminController(dependencies: dependencies, auth: auth).addRoutes(to: router)
 
     let api = router.group("api")
     let events = api.group("events")

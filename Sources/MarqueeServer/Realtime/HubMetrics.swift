@@ -42,6 +42,23 @@ public final class HubMetrics: Sendable {
         }
     }
 
+    /// Approximate latency percentiles (upper bound of the bucket that holds them), in milliseconds.
+    public func latencyPercentiles(_ quantiles: [Double]) -> [Double?] {
+        let buckets = latencyBuckets.withLock { $0 }
+        let total = buckets.reduce(0, +)
+        guard total > 0 else { return quantiles.map { _ in nil } }
+        return quantiles.map { q in
+            var cumulative = 0
+            for (index, count) in buckets.enumerated() {
+                cumulative += count
+                if Double(cumulative) >= q * Double(total) {
+                    return index < Self.latencyBucketsMs.count ? Self.latencyBucketsMs[index] : 10_000  // beyond the last bucket
+                }
+            }
+            return nil
+        }
+    }
+
     /// Prometheus text lines for these metrics.
     public func prometheusText() -> String {
         var out = ""

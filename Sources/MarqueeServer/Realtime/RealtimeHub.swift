@@ -187,6 +187,22 @@ public final class RealtimeHub: Sendable {
     }
 
     public var connectionCount: Int { state.withLock { $0.connections.count } }
+
+    /// Joined channels per event they are about (by `event_id=eq.` filter or `event:<id>:…` topic), for the dashboard.
+    func channelsPerEvent() -> [UUID: Int] {
+        let channels: [(topic: String, subscriptions: [Subscription])] = state.withLock { state in
+            var list: [(String, [Subscription])] = []
+            for (topic, members) in state.members {
+                for connection in members.keys { list.append((topic, state.channelSubscriptions["\(connection)|\(topic)"] ?? [])) }
+            }
+            return list
+        }
+        var counts: [UUID: Int] = [:]
+        for channel in channels {
+            if let event = EventAnalytics.eventID(topic: channel.topic, subscriptions: channel.subscriptions) { counts[event, default: 0] += 1 }
+        }
+        return counts
+    }
     public var subscriptionCount: Int { state.withLock { $0.channelSubscriptions.values.reduce(0) { $0 + $1.count } } }
 
     // MARK: Changes
