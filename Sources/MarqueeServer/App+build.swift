@@ -95,7 +95,7 @@ public func buildApplication(
 public func buildRouter(_ dependencies: AppDependencies) -> Router<MarqueeRequestContext> {
     let router = Router(context: MarqueeRequestContext.self)
     router.add(middleware: HTTPMetricsMiddleware(metrics: dependencies.httpMetrics))
-    router.add(middleware: ErrorMiddleware())
+    router.add(middleware: ErrorMiddleware(metrics: dependencies.hub.metrics))
     let auth = Authenticator(authority: dependencies.authority)
 
     router.get("/healthz") { _, _ in try JSONCoding.response(["status": "ok"]) }
@@ -118,13 +118,24 @@ public func buildRouter(_ dependencies: AppDependencies) -> Router<MarqueeReques
         text += dependencies.webMetrics.prometheusText()
         text += dependencies.analytics.prometheusText()
         text += dependencies.httpMetrics.prometheusText()
-        let databaseUp: Bool
+        var databaseUp = false
+        var walBehind: Int64?
         do {
             let client = dependencies.client
-            try await withDeadline(.seconds(1)) { try await client.query("select 1") }
+            let current = try await withDeadline(.seconds(1)) { () -> String? in
+                for try await lsn in try await client.query("select pg_current_wal_lsn()::text").decode(String.self) { return lsn }
+                return nil
+            }
             databaseUp = true
+            if let current, let lsn = PgLSN(current), dependencies.feedStatus.lastLSN != .invalid {
+                walBehind = Int64(lsn.value) - Int64(dependencies.feedStatus.lastLSN.value)
+            }
         } catch {
             databaseUp = false
+        }
+        if let walBehind {
+            text += "# HELP marquee_change_feed_wal_behind_bytes WAL written since the last position the feed handed on.\n"
+            text += "# TYPE marquee_change_feed_wal_behind_bytes gauge\nmarquee_change_feed_wal_behind_bytes \(max(0, walBehind))\n"
         }
         text += "# HELP marquee_database_up Whether the database answered within a second.\n# TYPE marquee_database_up gauge\n"
         text += "marquee_database_up \(databaseUp ? 1 : 0)\n"

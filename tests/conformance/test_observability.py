@@ -101,3 +101,29 @@ def test_http_requests_are_counted_by_route_template_and_status(json_server):
     assert re.search(r'marquee_http_requests_total\{method="GET",route="/api/events",status="200"\} [1-9]', text)
     assert missing not in text  # routes are templates, never raw paths
     assert "marquee_database_up 1" in text
+
+
+def test_errors_fanout_and_bytes_are_in_the_metrics(json_server):
+    server = json_server
+    event = create_event(server.base_url, capacities=(5,))
+
+    async def scenario():
+        url = f"{server.ws_url}/realtime/v1/websocket?apikey={make_token(role='anon')}&vsn=1.0.0"
+        async with websockets.connect(url) as ws:
+            await ws.send(json.dumps({"topic": "nope", "event": "phx_join", "ref": "1", "payload": {}}))
+            await asyncio.wait_for(ws.recv(), 5)
+            await ws.send(json.dumps({"topic": f"realtime:fan-{event['id']}", "event": "phx_join", "ref": "2", "join_ref": "2",
+                                      "payload": {"config": {"postgres_changes": [{"event": "UPDATE", "schema": "public",
+                                                                                   "table": "event_tickets", "filter": f"event_id=eq.{event['id']}"}]}}}))
+            while json.loads(await asyncio.wait_for(ws.recv(), 5))["event"] != "system":
+                pass
+            reserve(server.base_url, event["id"], event["ticket_types"][0]["id"], user="fan")
+            while json.loads(await asyncio.wait_for(ws.recv(), 5))["event"] != "postgres_changes":
+                pass
+
+    asyncio.run(scenario())
+    text = httpx.get(server.base_url + "/metrics").text
+    assert re.search(r'marquee_errors_total\{reason="unmatched topic"\} [1-9]', text)
+    assert re.search(r"^marquee_realtime_bytes_out_total [1-9]", text, re.M)
+    assert re.search(r'^marquee_fanout_sockets_bucket\{le="1"\} [1-9]', text, re.M)
+    assert re.search(r"^marquee_change_feed_wal_behind_bytes \d+", text, re.M)

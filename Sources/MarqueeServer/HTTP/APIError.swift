@@ -32,7 +32,18 @@ public struct APIError: HTTPResponseError, Sendable {
 
 /// Turns every error into the API's JSON error shape, so that clients never have to parse HTML or empty bodies.
 struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    var metrics: HubMetrics? = nil
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await convert(request, context: context, next: next)
+        } catch let error as APIError {
+            metrics?.error(error.code)
+            throw error
+        }
+    }
+
+    private func convert(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
         } catch let error as APIError {

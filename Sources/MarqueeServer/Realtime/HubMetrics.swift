@@ -19,6 +19,23 @@ public final class HubMetrics: Sendable {
     public let framesIn = Counter()
     public let badFrames = Counter()
     public let prunedMessages = Counter()
+    public let bytesOut = Counter()
+    /// Sizes of fan-out batches: how many sockets one change reached (upper bounds of the buckets).
+    public static let fanOutBucketBounds: [Int] = [1, 10, 100, 1_000, 10_000, 100_000]
+    private let fanOutBuckets = Mutex([Int](repeating: 0, count: fanOutBucketBounds.count + 1))
+    private let errorsByReason = Mutex([String: Int]())
+
+    public func recordFanOut(_ sockets: Int) {
+        let index = Self.fanOutBucketBounds.firstIndex(where: { sockets <= $0 }) ?? Self.fanOutBucketBounds.count
+        fanOutBuckets.withLock { $0[index] += 1 }
+    }
+
+    /// Counts an error answered to a client, by its code (`sold_out`, `invalid_token`, `unmatched topic`, …).
+    public func error(_ reason: String) {
+        errorsByReason.withLock {
+            if $0.count < 1_000 || $0[reason] != nil { $0[reason, default: 0] += 1 }
+        }
+    }
     private let limitHits = Mutex([String: Int]())
 
     /// Counts a hit of a named limit.
@@ -73,6 +90,21 @@ public final class HubMetrics: Sendable {
         gauge("marquee_realtime_frames_in_total", "Frames received from clients.", framesIn.current, type: "counter")
         gauge("marquee_realtime_bad_frames_total", "Frames refused as malformed.", badFrames.current, type: "counter")
         gauge("marquee_broadcast_messages_pruned_total", "Stored broadcast messages removed by the retention job.", prunedMessages.current, type: "counter")
+        gauge("marquee_realtime_bytes_out_total", "Bytes of frames queued to sockets.", bytesOut.current, type: "counter")
+        out += "# HELP marquee_fanout_sockets How many sockets one change reached.\n# TYPE marquee_fanout_sockets histogram\n"
+        let fan = fanOutBuckets.withLock { $0 }
+        var fanCumulative = 0
+        for (index, bound) in Self.fanOutBucketBounds.enumerated() {
+            fanCumulative += fan[index]
+            out += "marquee_fanout_sockets_bucket{le=\"\(bound)\"} \(fanCumulative)\n"
+        }
+        fanCumulative += fan[Self.fanOutBucketBounds.count]
+        out += "marquee_fanout_sockets_bucket{le=\"+Inf\"} \(fanCumulative)\nmarquee_fanout_sockets_count \(fanCumulative)\n"
+        out += "# HELP marquee_errors_total Errors answered to clients, by reason.\n# TYPE marquee_errors_total counter\n"
+        for (reason, count) in errorsByReason.withLock({ $0 }).sorted(by: { $0.key < $1.key }) {
+            let label = reason.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            out += "marquee_errors_total{reason=\"\(label)\"} \(count)\n"
+        }
         out += "# HELP marquee_limit_hits_total Requests refused by a limit, by limit.\n# TYPE marquee_limit_hits_total counter\n"
         for (name, count) in limitHits.withLock({ $0 }).sorted(by: { $0.key < $1.key }) {
             out += "marquee_limit_hits_total{limit=\"\(name)\"} \(count)\n"

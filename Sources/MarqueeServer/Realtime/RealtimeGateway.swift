@@ -197,6 +197,12 @@ public final class RealtimeGateway: Sendable {
         for action in actions {
             switch action {
             case .send(let message):
+                if message.event == "phx_reply", message.payload["status"]?.stringValue == "error",
+                    let reason = message.payload["response"]?["reason"]?.stringValue
+                {
+                    // the code before ':' ("ChannelRateLimitReached", "InvalidJWTToken", …) or the short reason itself
+                    hub.metrics.error(String(reason.split(separator: ":").first ?? Substring(reason)).prefix(60).description)
+                }
                 connection.outbox.enqueue(.text(connection.serializer.encode(message)))
             case .subscribe(let topic, let joinRef, let subscriptions, let membership):
                 hub.join(connectionID: connection.id, topic: topic, joinRef: joinRef, subscriptions: subscriptions, membership: membership)

@@ -252,12 +252,15 @@ public final class RealtimeHub: Sendable {
                 metrics.encodes.add(1)
             }
             switch delivery.connection.outbox.offer(.text(text)) {
-            case .queued: metrics.deliveries.add(1)
+            case .queued:
+                metrics.deliveries.add(1)
+                metrics.bytesOut.add(text.utf8.count)
             case .overflowedNow: metrics.slowConsumerDrops.add(1)
             case .rejected: break
             }
         }
         metrics.recordCommitLatency(change.commitTimestamp.date)
+        metrics.recordFanOut(deliveries.count)
     }
 
     // MARK: Broadcast and presence
