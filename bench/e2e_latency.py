@@ -37,9 +37,11 @@ def parse_ts(text):
 
 
 def subscriber_worker(ws_url, event_id, count, ready, stop, results):
-    async def one(i, samples):
+    async def one(i, samples, opening):
         url = f"{ws_url}/realtime/v1/websocket?apikey={make_token(role='anon')}&vsn=1.0.0"
-        async with websockets.connect(url, max_size=None) as ws:
+        async with opening:  # at most 50 handshakes at a time
+            ws = await websockets.connect(url, max_size=None, open_timeout=120)
+        async with ws:
             join = {"topic": f"realtime:event-{event_id}-tickets", "event": "phx_join", "ref": "1", "join_ref": "1",
                     "payload": {"config": {"postgres_changes": [{"event": "UPDATE", "schema": "public", "table": "event_tickets",
                                                                  "filter": f"event_id=eq.{event_id}"}]}}}
@@ -61,7 +63,8 @@ def subscriber_worker(ws_url, event_id, count, ready, stop, results):
 
     async def main():
         samples = []
-        await asyncio.gather(*(one(i, samples) for i in range(count)), return_exceptions=False)
+        opening = asyncio.Semaphore(50)
+        await asyncio.gather(*(one(i, samples, opening) for i in range(count)), return_exceptions=False)
         results.put(samples)
 
     asyncio.run(main())
@@ -107,7 +110,7 @@ def run_case(server, db_url, subscribers, rate, seconds, workers):
                          "values (%s, %s, %s, 1, 'reserved', now() + interval '10 minutes')", (event_id, type_id, f"u{sent}"))
             sent += 1
     elapsed = time.monotonic() - start
-    time.sleep(1.0)  # let the last frames arrive before the subscribers stop counting
+    time.sleep(3.0)  # a grace period for the last frames before the subscribers stop counting
     cpu = cpu_seconds(server.process.pid) - cpu_before
     stop.set()
     samples = []
@@ -150,7 +153,7 @@ def main():
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'create database "{db_name}"')
         db_url = re.sub(r"/[^/]*$", f"/{db_name}", admin)
-        server = start_server(db_url, env={"MARQUEE_LOG_LEVEL": "warning"}, data_dir=f"{work}/srv")
+        server = start_server(db_url, env={"MARQUEE_LOG_LEVEL": "warning", "MARQUEE_MAX_CONNECTIONS_PER_IP": "100000"}, data_dir=f"{work}/srv")
         rows = [run_case(server, db_url, n, args.rate, args.seconds, args.workers) for n in args.subscribers]
     finally:
         if server:
