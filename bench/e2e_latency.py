@@ -140,9 +140,10 @@ def main():
     ap.add_argument("--write", action="store_true", help="append the result to bench/RESULTS.md")
     args = ap.parse_args()
 
-    binary = os.path.join(ROOT, ".build", "release", "marquee")
-    if not os.path.exists(binary):
-        binary = os.path.join(ROOT, ".build", "debug", "marquee")
+    # a release build (`swift build -c release --product marquee`, or with --scratch-path .build-release), else debug
+    candidates = [os.environ.get("MARQUEE_BENCH_BIN", ""), os.path.join(ROOT, ".build", "release", "marquee"),
+                  os.path.join(ROOT, ".build-release", "release", "marquee"), os.path.join(ROOT, ".build", "debug", "marquee")]
+    binary = next(path for path in candidates if path and os.path.exists(path))
     os.environ["MARQUEE_BIN"] = binary
     work = tempfile.mkdtemp(prefix="marquee-bench-")
     os.chmod(work, 0o755)
