@@ -13,11 +13,8 @@ public enum ChangeKindFilter: Sendable, Hashable {
     }
 }
 
-public enum RowChangeKind: String, Sendable, Hashable {
-    case insert = "INSERT"
-    case update = "UPDATE"
-    case delete = "DELETE"
-}
+/// The kind of a row change, as bindings name it (`INSERT`, `UPDATE`, `DELETE`): the decoder's own kind.
+public typealias RowChangeKind = RowChange.Kind
 
 /// One `postgres_changes` binding of a join, with the id echoed in the reply and sent in every matching change.
 public struct PostgresChangesBinding: Sendable, Hashable {

@@ -214,7 +214,7 @@ public final class RealtimeHub: Sendable {
 
     public func publish(_ change: RowChange) {
         let tableKey = "\(change.schema).\(change.table)"
-        guard let kind = RowChangeKind(rawValue: change.kind.rawValue.uppercased()) else { return }
+        let kind = change.kind
         // match under the lock, encode and queue outside it
         let deliveries: [(connection: ConnectionHandle, topic: String, ids: [Int64], viewer: Viewer, select: [String]?)] = state.withLock {
             state in
