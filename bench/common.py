@@ -1,0 +1,117 @@
+"""What the benchmark scripts share: the Marquee binary, a database (a cluster of their own, or a fresh database on a
+given one), `marquee serve`, PostgreSQL's CPU, and a description of the machine and how busy it was."""
+
+import contextlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from datetime import datetime, timezone
+
+import psycopg
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from conftest import make_token, start_server, with_database  # noqa: E402,F401
+from loadgen import ProcessGroup  # noqa: E402
+
+
+def marquee_binary():
+    """MARQUEE_BENCH_BIN, else a release build, else MARQUEE_BIN, else the debug build."""
+    candidates = [os.environ.get("MARQUEE_BENCH_BIN", ""), os.path.join(ROOT, ".build", "release", "marquee"),
+                  os.path.join(ROOT, ".build-release", "release", "marquee"), os.environ.get("MARQUEE_BIN", ""),
+                  os.path.join(ROOT, ".build", "debug", "marquee")]
+    binary = next(path for path in candidates if path and os.path.exists(path))
+    os.environ["MARQUEE_BIN"] = binary  # start_server runs MARQUEE_BIN
+    return binary
+
+
+def build_kind(binary):
+    return "release" if "/release/" in binary else "debug"
+
+
+@contextlib.contextmanager
+def database(admin_url=None, binary=None):
+    """Yields (database_url, postgres ProcessGroup or None): a new database on `admin_url`, or on a cluster of its own
+    (started with `marquee db start` in a temporary folder and stopped afterwards)."""
+    work = None
+    if not admin_url:
+        work = tempfile.mkdtemp(prefix="marquee-bench-db-")
+        os.chmod(work, 0o755)
+        admin_url = subprocess.check_output([binary, "db", "start", "--data-dir", f"{work}/db", "--log-level", "warning"],
+                                            text=True).strip()
+    name = "bench_" + uuid.uuid4().hex[:8]
+    try:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'create database "{name}"')
+            postgres = None
+            try:
+                data_dir = conn.execute("show data_directory").fetchone()[0]
+                with open(os.path.join(data_dir, "postmaster.pid")) as f:
+                    postgres = ProcessGroup(int(f.readline()), with_children=True)
+            except Exception:
+                pass
+        yield with_database(admin_url, name), postgres
+    finally:
+        try:
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                conn.execute("select pg_drop_replication_slot(slot_name) from pg_replication_slots "
+                             "where database = %s and not active", (name,))
+                conn.execute(f'drop database if exists "{name}" with (force)')
+        except Exception:
+            pass
+        if work:
+            subprocess.run([binary, "db", "stop", "--data-dir", f"{work}/db"], check=False, capture_output=True)
+            shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def marquee_server(db_url, env=None):
+    """`marquee serve` on a free port with limits opened up for load; stopped (SIGTERM) afterwards."""
+    data_dir = tempfile.mkdtemp(prefix="marquee-bench-srv-")
+    settings = {"MARQUEE_LOG_LEVEL": "warning", "MARQUEE_MAX_CONNECTIONS_PER_IP": "1000000",
+                "MARQUEE_MAX_CONNECTIONS_PER_USER": "1000000", "MARQUEE_RESERVATIONS_PER_MINUTE": "100000000"}
+    settings.update(env or {})
+    server = start_server(db_url, env=settings, data_dir=data_dir)
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def busy_processes(exclude=()):
+    """Other processes using CPU right now (e.g. a compiler), as `name (pcpu%)`."""
+    out = subprocess.run(["ps", "-eo", "pid,pcpu,comm", "--sort=-pcpu", "--no-headers"], capture_output=True, text=True).stdout
+    busy = []
+    for line in out.splitlines()[:12]:
+        pid, pcpu, comm = line.split(None, 2)
+        if int(pid) in exclude or float(pcpu) < 5:
+            continue
+        busy.append(f"{comm} ({float(pcpu):.0f}%)")
+    return busy
+
+
+def machine():
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    mem = next((line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal")), "0")
+    return f"{os.cpu_count()} cores ({cpu}), {int(mem) / 1024 / 1024:.0f} GiB RAM, Linux {platform.release()}"
+
+
+def now_utc():
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def append_results(path, text):
+    with open(path, "a") as f:
+        f.write("\n" + text)
