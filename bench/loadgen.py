@@ -422,7 +422,17 @@ class ProcessGroup:
         return [self.pid] + (children(self.pid) if self.with_children else [])
 
     def cpu(self):
+        """Counts the group's exited children too (the parent's cutime/cstime), e.g. PostgreSQL backends that ended."""
         user = system = 0.0
+        if self.with_children:
+            try:
+                with open(f"/proc/{self.pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                tck = os.sysconf("SC_CLK_TCK")
+                user += int(fields[13]) / tck
+                system += int(fields[14]) / tck
+            except OSError:
+                pass
         for pid in self.pids():
             try:
                 u, s = proc_cpu(pid)
