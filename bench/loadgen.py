@@ -253,7 +253,11 @@ async def _worker(conn, spec):
 
     hb = loop.create_task(heartbeats()) if join else None
     commands = asyncio.Queue()
-    loop.add_reader(conn.fileno(), lambda: commands.put_nowait(conn.recv()))
+
+    def on_command():
+        os.set_blocking(conn.fileno(), True)  # the event loop makes the pipe non-blocking; replies are sent whole
+        commands.put_nowait(conn.recv())
+    loop.add_reader(conn.fileno(), on_command)
     cpu0 = None
     while True:
         command = await commands.get()
@@ -291,6 +295,8 @@ async def _worker(conn, spec):
                     close()
                 except Exception:
                     pass
+            loop.remove_reader(conn.fileno())
+            os.set_blocking(conn.fileno(), True)
             conn.send(("stopped", result))
             await asyncio.sleep(0.2)  # lets the close frames leave before the process exits
             return
