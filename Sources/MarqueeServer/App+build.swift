@@ -18,9 +18,11 @@ public struct AppDependencies: Sendable {
     public var hub: RealtimeHub
     public var feedStatus: ChangeFeedStatus
     public var gateway: RealtimeGateway
-    public var webMetrics = WebMetrics()
-    public var analytics = EventAnalytics()
-    public var httpMetrics = HTTPMetrics()
+    /// This server's metrics registry: everything below counts into it.
+    public var metrics: MetricsRegistry
+    public var webMetrics: WebMetrics
+    public var analytics: EventAnalytics
+    public var httpMetrics: HTTPMetrics
 }
 
 /// Builds the HTTP application with its services: the connection pool, the hold sweeper, and (when given) the
@@ -48,7 +50,8 @@ public func buildApplication(
         for try await (table, column) in rows.decode((String, String).self) { columns[table, default: []].append(column) }
         return columns
     }
-    let hub = RealtimeHub(policy: policy, broadcastsPerSecond: config.limits.broadcastsPerSecondPerTopic)
+    let metrics = MetricsRegistry()
+    let hub = RealtimeHub(policy: policy, metrics: HubMetrics(registry: metrics), broadcastsPerSecond: config.limits.broadcastsPerSecondPerTopic)
     var gatewayConfiguration = RealtimeGateway.Configuration()
     gatewayConfiguration.maxFrameBytes = config.limits.maxFrameBytes
     gatewayConfiguration.maxConnectionsPerIP = config.limits.maxConnectionsPerIP
@@ -56,8 +59,8 @@ public func buildApplication(
     gatewayConfiguration.limits.maxChannels = config.limits.maxChannelsPerConnection
     gatewayConfiguration.limits.joinsPerSecond = config.limits.joinsPerSecond
     gatewayConfiguration.limits.messagesPerSecond = config.limits.messagesPerSecond
-    let feedStatus = ChangeFeedStatus()
-    let analytics = EventAnalytics()
+    let feedStatus = ChangeFeedStatus(registry: metrics)
+    let analytics = EventAnalytics(registry: metrics)
     let dependencies = AppDependencies(
         config: config, database: database, client: client, authority: authority,
         events: PostgresEventRepository(client: client, logger: logger),
@@ -67,7 +70,7 @@ public func buildApplication(
             hub: hub, authority: authority, snapshots: PostgresSnapshotSource(client: client, logger: logger),
             broadcasts: PostgresBroadcastStore(client: client, logger: logger), analytics: analytics, configuration: gatewayConfiguration,
             logger: logger),
-        analytics: analytics)
+        metrics: metrics, webMetrics: WebMetrics(registry: metrics), analytics: analytics, httpMetrics: HTTPMetrics(registry: metrics))
 
     let router = buildRouter(dependencies)
     var app = Application(
@@ -84,7 +87,8 @@ public func buildApplication(
     app.addServices(feed)
     app.addServices(
         HoldSweeper(
-            repository: dependencies.reservations, warningSeconds: config.holdWarningSeconds, clock: ContinuousClock(), logger: logger))
+            repository: dependencies.reservations, warningSeconds: config.holdWarningSeconds, clock: ContinuousClock(), logger: logger,
+            onExpired: { analytics.transition(.expired, count: $0) }))
     let retention = MessageRetention(
         client: client, retentionSeconds: config.messageRetentionSeconds, removed: hub.metrics.prunedMessages, clock: ContinuousClock(),
         logger: logger)
@@ -113,49 +117,13 @@ public func buildRouter(_ dependencies: AppDependencies) -> Router<MarqueeReques
             ["status": ready ? "ready" : "not_ready", "database": database, "change_feed": feed],
             status: ready ? .ok : .serviceUnavailable)
     }
-    router.get("/metrics") { _, _ in
-        var text = dependencies.hub.metrics.prometheusText()
-        text += dependencies.webMetrics.prometheusText()
-        text += dependencies.analytics.prometheusText()
-        text += dependencies.httpMetrics.prometheusText()
-        var databaseUp = false
-        var walBehind: Int64?
-        do {
-            let client = dependencies.client
-            let current = try await withDeadline(.seconds(1)) { () -> String? in
-                for try await lsn in try await client.query("select pg_current_wal_lsn()::text").decode(String.self) { return lsn }
-                return nil
-            }
-            databaseUp = true
-            if let current, let lsn = PgLSN(current), dependencies.feedStatus.lastLSN != .invalid {
-                walBehind = Int64(lsn.value) - Int64(dependencies.feedStatus.lastLSN.value)
-            }
-        } catch {
-            databaseUp = false
-        }
-        if let walBehind {
-            text += "# HELP marquee_change_feed_wal_behind_bytes WAL written since the last position the feed handed on.\n"
-            text += "# TYPE marquee_change_feed_wal_behind_bytes gauge\nmarquee_change_feed_wal_behind_bytes \(max(0, walBehind))\n"
-        }
-        text += "# HELP marquee_database_up Whether the database answered within a second.\n# TYPE marquee_database_up gauge\n"
-        text += "marquee_database_up \(databaseUp ? 1 : 0)\n"
-        text += "# HELP marquee_change_feed_connected Whether the change feed is reading its slot.\n# TYPE marquee_change_feed_connected gauge\n"
-        text += "marquee_change_feed_connected \(dependencies.feedStatus.isConnected ? 1 : 0)\n"
-        text += "# HELP marquee_change_feed_changes_total Row changes handed to the router.\n# TYPE marquee_change_feed_changes_total counter\n"
-        text += "marquee_change_feed_changes_total \(dependencies.feedStatus.changesDelivered)\n"
-        if let behind = dependencies.feedStatus.secondsBehind {
-            text += "# HELP marquee_change_feed_last_commit_age_seconds Age of the newest change handed on.\n# TYPE marquee_change_feed_last_commit_age_seconds gauge\n"
-            text += "marquee_change_feed_last_commit_age_seconds \(behind)\n"
-        }
-        return Response(
-            status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
-    }
+    MetricsController(dependencies: dependencies).addRoutes(to: router)
     dependencies.gateway.addRoutes(to: router)
     AdminController(dependencies: dependencies, auth: auth).addRoutes(to: router)
 
     let api = router.group("api")
     let events = api.group("events")
-    EventsController(events: dependencies.events, auth: auth, analytics: dependencies.analytics, client: dependencies.client)
+    EventsController(events: dependencies.events, auth: auth, analytics: dependencies.analytics, client: dependencies.client, hub: dependencies.hub)
         .addRoutes(to: events)
     ReservationsController(
         reservations: dependencies.reservations, auth: auth, holdSeconds: dependencies.config.holdSeconds,

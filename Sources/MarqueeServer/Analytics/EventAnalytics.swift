@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import MarqueeCore
 import Synchronization
@@ -17,11 +18,27 @@ public final class EventAnalytics: Sendable {
         var reserveAttempts: [ReserveOutcome: Int] = [:]
     }
 
+    /// What became of a hold after it was made.
+    public enum Transition: String, Sendable, CaseIterable {
+        case confirmed, cancelled, expired
+    }
+
     private let events = Mutex([UUID: Counters]())
     /// Bounded: counters of at most this many events are kept (the oldest are dropped first when full).
     let capacity = 10_000
+    private let pageViews: CoreMetrics.Counter
+    private let soldOutImpressions: CoreMetrics.Counter
+    private let subscriptions: CoreMetrics.Counter
+    private let outcomes: [String: CoreMetrics.Counter]
 
-    public init() {}
+    /// Totals over all events go to `registry` (per-event numbers only to the organizer's stats, never to /metrics).
+    public init(registry: MetricsRegistry = MetricsRegistry()) {
+        pageViews = registry.counter("marquee_event_page_views_total")
+        soldOutImpressions = registry.counter("marquee_sold_out_impressions_total")
+        subscriptions = registry.counter("marquee_event_subscriptions_total")
+        let names = ReserveOutcome.allCases.map(\.rawValue) + Transition.allCases.map(\.rawValue)
+        outcomes = Dictionary(uniqueKeysWithValues: names.map { ($0, registry.counter("marquee_reservations_total", [("outcome", $0)])) })
+    }
 
     private func update(_ event: UUID, _ change: (inout Counters) -> Void) {
         events.withLock { events in
@@ -32,15 +49,28 @@ public final class EventAnalytics: Sendable {
 
     /// An event page was served; `soldOutTypes` of its ticket types were shown as sold out.
     public func pageView(_ event: UUID, soldOutTypes: Int) {
+        pageViews.increment()
+        if soldOutTypes > 0 { soldOutImpressions.increment(by: soldOutTypes) }
         update(event) {
             $0.pageViews += 1
             $0.soldOutImpressions += soldOutTypes
         }
     }
 
-    public func subscribed(_ event: UUID) { update(event) { $0.subscriptions += 1 } }
+    public func subscribed(_ event: UUID) {
+        subscriptions.increment()
+        update(event) { $0.subscriptions += 1 }
+    }
 
-    public func reserveAttempt(_ event: UUID, outcome: ReserveOutcome) { update(event) { $0.reserveAttempts[outcome, default: 0] += 1 } }
+    public func reserveAttempt(_ event: UUID, outcome: ReserveOutcome) {
+        outcomes[outcome.rawValue]?.increment()
+        update(event) { $0.reserveAttempts[outcome, default: 0] += 1 }
+    }
+
+    /// Holds that were confirmed, cancelled or expired (the database has them per event; this is the total).
+    public func transition(_ transition: Transition, count: Int = 1) {
+        if count > 0 { outcomes[transition.rawValue]?.increment(by: count) }
+    }
 
     func counters(_ event: UUID) -> Counters { events.withLock { $0[event] ?? Counters() } }
 
@@ -56,24 +86,5 @@ public final class EventAnalytics: Sendable {
             if rest.count >= 36, let id = UUID(uuidString: String(rest.prefix(36))) { return id }
         }
         return nil
-    }
-
-    /// Totals over all events, for /metrics.
-    public func prometheusText() -> String {
-        let all = events.withLock { Array($0.values) }
-        var attempts: [ReserveOutcome: Int] = [:]
-        for counters in all { for (outcome, count) in counters.reserveAttempts { attempts[outcome, default: 0] += count } }
-        var out = "# HELP marquee_event_page_views_total Event pages served.\n# TYPE marquee_event_page_views_total counter\n"
-        out += "marquee_event_page_views_total \(all.reduce(0) { $0 + $1.pageViews })\n"
-        out += "# HELP marquee_sold_out_impressions_total Sold-out ticket types shown on served event pages.\n"
-        out += "# TYPE marquee_sold_out_impressions_total counter\n"
-        out += "marquee_sold_out_impressions_total \(all.reduce(0) { $0 + $1.soldOutImpressions })\n"
-        out += "# HELP marquee_event_subscriptions_total Realtime channels joined for an event.\n# TYPE marquee_event_subscriptions_total counter\n"
-        out += "marquee_event_subscriptions_total \(all.reduce(0) { $0 + $1.subscriptions })\n"
-        out += "# HELP marquee_reservations_total Reservation attempts by outcome.\n# TYPE marquee_reservations_total counter\n"
-        for outcome in ReserveOutcome.allCases {
-            out += "marquee_reservations_total{outcome=\"\(outcome.rawValue)\"} \(attempts[outcome] ?? 0)\n"
-        }
-        return out
     }
 }

@@ -9,6 +9,7 @@ struct EventsController<Context: RequestContext>: Sendable {
     let auth: Authenticator
     let analytics: EventAnalytics
     let client: PostgresClient
+    let hub: RealtimeHub
 
     func addRoutes(to group: RouterGroup<Context>) {
         group.get(use: list)
@@ -38,7 +39,7 @@ struct EventsController<Context: RequestContext>: Sendable {
         for outcome in EventAnalytics.ReserveOutcome.allCases { attempts[outcome.rawValue] = counters.reserveAttempts[outcome] ?? 0 }
         let finished = (holds["confirmed"] ?? 0) + (holds["expired"] ?? 0)
         let body = StatsBody(
-            eventID: id.lowercased, pageViews: counters.pageViews, soldOutImpressions: counters.soldOutImpressions,
+            eventID: id.lowercased, watching: hub.channelsPerEvent()[id] ?? 0, pageViews: counters.pageViews, soldOutImpressions: counters.soldOutImpressions,
             subscriptions: counters.subscriptions, reserveAttempts: attempts, reservations: holds, tickets: tickets,
             confirmedShareOfFinishedHolds: finished == 0 ? nil : Double(holds["confirmed"] ?? 0) / Double(finished))
         return try JSONCoding.response(body)
@@ -46,6 +47,8 @@ struct EventsController<Context: RequestContext>: Sendable {
 
     struct StatsBody: Encodable {
         var eventID: String
+        /// Channels joined for this event right now.
+        var watching: Int
         var pageViews: Int
         var soldOutImpressions: Int
         var subscriptions: Int
@@ -56,6 +59,7 @@ struct EventsController<Context: RequestContext>: Sendable {
 
         enum CodingKeys: String, CodingKey {
             case eventID = "event_id"
+            case watching
             case pageViews = "page_views"
             case soldOutImpressions = "sold_out_impressions"
             case subscriptions

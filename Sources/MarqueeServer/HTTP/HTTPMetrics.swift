@@ -1,9 +1,10 @@
+import CoreMetrics
 import Foundation
 import Hummingbird
 import Synchronization
 
-/// Requests by method, route (the matched path template, never the raw path with its ids) and status, with their
-/// total latency.
+/// Requests by method, route (the matched path template, never the raw path with its ids) and status, with a
+/// latency histogram.
 public final class HTTPMetrics: Sendable {
     struct Key: Hashable {
         var method: String
@@ -11,30 +12,24 @@ public final class HTTPMetrics: Sendable {
         var status: Int
     }
 
-    private let counts = Mutex([Key: (count: Int, seconds: Double)]())
+    let registry: MetricsRegistry
+    private let series = Mutex([Key: (count: CoreMetrics.Counter, seconds: CoreMetrics.Timer)]())
 
-    public init() {}
+    public init(registry: MetricsRegistry = MetricsRegistry()) { self.registry = registry }
 
-    func record(method: String, route: String, status: Int, seconds: Double) {
-        counts.withLock { counts in
-            if counts.count > 5_000 { return }  // bounded: routes are templates, so this is never reached in practice
-            let key = Key(method: method, route: route, status: status)
-            let current = counts[key] ?? (0, 0)
-            counts[key] = (current.count + 1, current.seconds + seconds)
+    func record(method: String, route: String, status: Int, duration: Duration) {
+        let key = Key(method: method, route: route, status: status)
+        let found = series.withLock { series -> (count: CoreMetrics.Counter, seconds: CoreMetrics.Timer)? in
+            if let found = series[key] { return found }
+            if series.count > 5_000 { return nil }  // bounded: routes are templates, so this is never reached in practice
+            let labels = [("method", method), ("route", route), ("status", String(status))]
+            let made = (registry.counter("marquee_http_requests_total", labels), registry.timer("marquee_http_request_seconds", labels))
+            series[key] = made
+            return made
         }
-    }
-
-    public func prometheusText() -> String {
-        let snapshot = counts.withLock { $0 }.sorted { ($0.key.route, $0.key.method, $0.key.status) < ($1.key.route, $1.key.method, $1.key.status) }
-        var out = "# HELP marquee_http_requests_total HTTP requests by method, route and status.\n# TYPE marquee_http_requests_total counter\n"
-        for (key, value) in snapshot {
-            out += "marquee_http_requests_total{method=\"\(key.method)\",route=\"\(key.route)\",status=\"\(key.status)\"} \(value.count)\n"
-        }
-        out += "# HELP marquee_http_request_seconds_sum Time spent answering HTTP requests.\n# TYPE marquee_http_request_seconds_sum counter\n"
-        for (key, value) in snapshot {
-            out += "marquee_http_request_seconds_sum{method=\"\(key.method)\",route=\"\(key.route)\",status=\"\(key.status)\"} \(value.seconds)\n"
-        }
-        return out
+        guard let found else { return }
+        found.count.increment()
+        found.seconds.recordNanoseconds(Int64(duration / .nanoseconds(1)))
     }
 }
 
@@ -44,18 +39,14 @@ struct HTTPMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
-        func seconds() -> Double {
-            let elapsed = ContinuousClock.now - start
-            return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        }
         let method = request.method.rawValue
         do {
             let response = try await next(request, context)
-            metrics.record(method: method, route: context.endpointPath ?? "unmatched", status: response.status.code, seconds: seconds())
+            metrics.record(method: method, route: context.endpointPath ?? "unmatched", status: response.status.code, duration: ContinuousClock.now - start)
             return response
         } catch {
             let status = (error as? any HTTPResponseError)?.status.code ?? 500
-            metrics.record(method: method, route: context.endpointPath ?? "unmatched", status: status, seconds: seconds())
+            metrics.record(method: method, route: context.endpointPath ?? "unmatched", status: status, duration: ContinuousClock.now - start)
             throw error
         }
     }

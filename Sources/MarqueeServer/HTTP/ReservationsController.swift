@@ -76,12 +76,16 @@ struct ReservationsController<Context: RequestContext>: Sendable {
 
     @Sendable func confirm(_ request: Request, context: Context) async throws -> Response {
         let (id, actor) = try await target(request, context)
-        return try JSONCoding.response(try await reservations.confirm(id, by: actor))
+        let reservation = try await reservations.confirm(id, by: actor)
+        analytics.transition(.confirmed)
+        return try JSONCoding.response(reservation)
     }
 
     @Sendable func cancel(_ request: Request, context: Context) async throws -> Response {
         let (id, actor) = try await target(request, context)
-        return try JSONCoding.response(try await reservations.cancel(id, by: actor))
+        let reservation = try await reservations.cancel(id, by: actor)
+        analytics.transition(.cancelled)
+        return try JSONCoding.response(reservation)
     }
 
     /// The reservation id and who acts on it: the user, or nil for the service role (which may act on any).

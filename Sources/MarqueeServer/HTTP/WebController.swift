@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -10,25 +11,15 @@ import Synchronization
 public final class WebMetrics: Sendable {
     /// The kinds of client error a page reports; anything else is counted as `other`.
     public static let errorKinds = ["script", "promise", "message", "render", "network", "other"]
-    private let clientErrors = Mutex([String: Int]())
+    private let counters: [String: CoreMetrics.Counter]
 
-    public init() {}
+    public init(registry: MetricsRegistry = MetricsRegistry()) {
+        counters = Dictionary(
+            uniqueKeysWithValues: Self.errorKinds.map { ($0, registry.counter("marquee_client_errors_total", [("kind", $0)])) })
+    }
 
     func recordClientError(kind: String) {
-        clientErrors.withLock { $0[kind, default: 0] += 1 }
-    }
-
-    public func clientErrorCount(kind: String? = nil) -> Int {
-        clientErrors.withLock { counts in kind.map { counts[$0] ?? 0 } ?? counts.values.reduce(0, +) }
-    }
-
-    /// Prometheus text lines: `marquee_client_errors_total{kind="…"}`.
-    public func prometheusText() -> String {
-        let counts = clientErrors.withLock { $0 }
-        var out = "# HELP marquee_client_errors_total Errors reported by the web pages (POST /api/client-errors).\n"
-        out += "# TYPE marquee_client_errors_total counter\n"
-        for kind in Self.errorKinds { out += "marquee_client_errors_total{kind=\"\(kind)\"} \(counts[kind] ?? 0)\n" }
-        return out
+        (counters[kind] ?? counters["other"])?.increment()
     }
 }
 

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Logging
 import MarqueeCore
@@ -17,7 +18,15 @@ public final class ChangeFeedStatus: Sendable {
     }
 
     private let state = Mutex(State())
-    public init() {}
+    let connectedGauge: Meter
+    let changesCounter: CoreMetrics.Counter
+    let lagGauge: Meter
+
+    public init(registry: MetricsRegistry = MetricsRegistry()) {
+        connectedGauge = registry.gauge("marquee_change_feed_connected")
+        changesCounter = registry.counter("marquee_change_feed_changes_total")
+        lagGauge = registry.gauge("marquee_change_feed_lag_seconds")
+    }
 
     public var isConnected: Bool { state.withLock { $0.connected } }
     public var lastError: String? { state.withLock { $0.lastError } }
@@ -31,16 +40,23 @@ public final class ChangeFeedStatus: Sendable {
             $0.connected = value
             if let error { $0.lastError = error } else if value { $0.lastError = nil }
         }
+        connectedGauge.set(value ? 1.0 : 0.0)
     }
 
-    func delivered(count: Int, lsn: PgLSN, commit: Date?) {
+    /// A batch was handed on; `oldestCommit` is the commit time of its first change, `now` when it was read.
+    func delivered(count: Int, lsn: PgLSN, commit: Date?, oldestCommit: Date? = nil, now: Date = Date()) {
         state.withLock {
             $0.batches += 1
             $0.changes += count
             $0.lastLSN = lsn
             if let commit { $0.lastCommit = commit }
         }
+        if count > 0 { changesCounter.increment(by: count) }
+        if let oldestCommit { lagGauge.set(max(0, now.timeIntervalSince(oldestCommit))) }
     }
+
+    /// The feed found nothing new: it is caught up.
+    func caughtUp() { lagGauge.set(0.0) }
 }
 
 /// Reads committed changes from a logical replication slot with the built-in `pgoutput` plugin over plain SQL, hands
@@ -168,16 +184,20 @@ public struct ChangeFeed: Service {
             var lastLSN: String?
             var changes: [RowChange] = []
             var newestCommit: Date?
+            var oldestCommit: Date?
+            let readAt = Date()
             for try await (lsn, data) in rows.decode((String, ByteBuffer).self) {
                 lastLSN = lsn
                 for event in try assembler.consume(Array(data.readableBytesView)) {
                     if case .row(let change) = event {
                         changes.append(change)
                         newestCommit = change.commitTimestamp.date
+                        if oldestCommit == nil { oldestCommit = newestCommit }
                     }
                 }
             }
             guard let lastLSN else {
+                status.caughtUp()
                 try await Task.sleep(for: idleDelay)
                 idleDelay = min(idleDelay * 2, configuration.maxIdleDelay)
                 continue
@@ -185,14 +205,16 @@ public struct ChangeFeed: Service {
             idleDelay = configuration.minIdleDelay
             for change in changes {
                 if change.schema == "realtime" && change.table == "messages" {
-                    if change.kind == .insert, let record = change.record { hub.publishDatabaseBroadcast(record) }
+                    if change.kind == .insert, let record = change.record {
+                        hub.publishDatabaseBroadcast(record, committed: change.commitTimestamp.date)
+                    }
                 } else {
                     hub.publish(change)
                 }
             }
             // read the result: an advance that failed must not go unnoticed
             for try await _ in try await connection.query("select pg_replication_slot_advance(\(slot)::name, \(lastLSN)::pg_lsn)", logger: logger) {}
-            status.delivered(count: changes.count, lsn: PgLSN(lastLSN) ?? .invalid, commit: newestCommit)
+            status.delivered(count: changes.count, lsn: PgLSN(lastLSN) ?? .invalid, commit: newestCommit, oldestCommit: oldestCommit, now: readAt)
         }
     }
 }

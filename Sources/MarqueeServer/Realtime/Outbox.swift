@@ -1,9 +1,20 @@
+import Foundation
 import Synchronization
 
 /// What a connection's writer sends next.
 public enum OutboundFrame: Sendable, Equatable {
     case text(String)
+    /// A committed change: the writer observes commit→send latency when it has written the text.
+    case change(String, committed: Date)
     case close(code: UInt16, reason: String)
+
+    /// The text of a text or change frame.
+    public var text: String? {
+        switch self {
+        case .text(let text), .change(let text, _): return text
+        case .close: return nil
+        }
+    }
 }
 
 /// A bounded queue of frames for one socket, filled by fan-out and emptied by the socket's writer task.

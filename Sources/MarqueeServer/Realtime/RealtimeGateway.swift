@@ -109,10 +109,16 @@ public final class RealtimeGateway: Sendable {
         let started = ContinuousClock.now
         hub.register(connection)
         logger.info("realtime connected", metadata: ["vsn": "\(serializer.rawValue)", "token": "\(connectCheck.summary)"])
+        let closeReason = SharedValue("client closed")
         defer {
             hub.unregister(id)
-            logger.info("realtime disconnected", metadata: ["duration": "\(ContinuousClock.now - started)"])
+            let elapsed = (ContinuousClock.now - started).components
+            let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
+            logger.info(
+                "realtime disconnected",
+                metadata: ["duration": "\(String(format: "%.3f", seconds))", "reason": "\(closeReason.withLock { $0 })"])
         }
+        let metrics = hub.metrics
 
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -121,12 +127,17 @@ public final class RealtimeGateway: Sendable {
                         switch frame {
                         case .text(let text):
                             try await outbound.write(.text(text))
+                        case .change(let text, let committed):
+                            try await outbound.write(.text(text))
+                            metrics.recordSent(committed: committed)
                         case .close(let code, let reason):
-                            logger.notice("closing realtime socket", metadata: ["reason": "\(reason)"])
+                            logger.notice("closing realtime socket", metadata: ["reason": "\(reason)", "code": "\(code)"])
+                            closeReason.withLock { $0 = "server closed (\(code)): \(reason)" }
                             try await outbound.close(.unknown(code), reason: reason)
                             return
                         }
                     } catch {
+                        closeReason.withLock { $0 = "write failed: \(describeError(error))" }
                         return
                     }
                 }
@@ -138,7 +149,7 @@ public final class RealtimeGateway: Sendable {
             }()
             do {
                 for try await message in inbound.messages(maxSize: configuration.maxFrameBytes) {
-                    hub.metrics.framesIn.add(1)
+                    hub.metrics.framesIn.increment()
                     let decoded: PhoenixMessage
                     do {
                         switch message {
@@ -146,7 +157,7 @@ public final class RealtimeGateway: Sendable {
                         case .binary(let buffer): decoded = try PhoenixSerializer.decodeBinaryBroadcast(Array(buffer.readableBytesView))
                         }
                     } catch {
-                        hub.metrics.badFrames.add(1)
+                        hub.metrics.badFrames.increment()
                         let reason = (error as? FrameError)?.message ?? "\(error)"
                         logger.debug("bad frame", metadata: ["error": "\(reason)"])
                         outbox.enqueue(
@@ -169,6 +180,9 @@ public final class RealtimeGateway: Sendable {
             } catch {
                 if "\(error)".contains("tooBig") || "\(error)".lowercased().contains("too big") {
                     recordLimit(.frameSize, client: client, logger: logger)
+                    closeReason.withLock { $0 = "frame too large" }
+                } else {
+                    closeReason.withLock { if $0 == "client closed" { $0 = "read failed: \(describeError(error))" } }
                 }
                 logger.debug("realtime read ended", metadata: ["error": "\(error)"])
             }
@@ -201,7 +215,9 @@ public final class RealtimeGateway: Sendable {
                     let reason = message.payload["response"]?["reason"]?.stringValue
                 {
                     // the code before ':' ("ChannelRateLimitReached", "InvalidJWTToken", …) or the short reason itself
-                    hub.metrics.error(String(reason.split(separator: ":").first ?? Substring(reason)).prefix(60).description)
+                    let code = String(reason.split(separator: ":").first ?? Substring(reason)).prefix(60).description
+                    hub.metrics.error(code)
+                    logger.info("realtime error", metadata: ["topic": "\(message.topic)", "reason": "\(code)"])
                 }
                 connection.outbox.enqueue(.text(connection.serializer.encode(message)))
             case .subscribe(let topic, let joinRef, let subscriptions, let membership):
@@ -301,6 +317,13 @@ public final class RealtimeGateway: Sendable {
             }
         }
     }
+}
+
+/// A value shared between a socket's reader and writer tasks.
+final class SharedValue<Value: Sendable>: Sendable {
+    private let value: Mutex<Value>
+    init(_ value: Value) { self.value = Mutex(value) }
+    func withLock<R>(_ body: (inout Value) -> R) -> R { value.withLock { body(&$0) } }
 }
 
 /// Lets a log line through at most once per `interval` seconds per key (bounded: forgets all keys past 10 000).

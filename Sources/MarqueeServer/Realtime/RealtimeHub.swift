@@ -126,7 +126,7 @@ public final class RealtimeHub: Sendable {
 
     public func register(_ connection: ConnectionHandle) {
         state.withLock { $0.connections[connection.id] = connection }
-        metrics.connections.add(1)
+        metrics.connections.increment()
     }
 
     /// Forgets a connection and every channel it had; presence it tracked leaves.
@@ -136,7 +136,7 @@ public final class RealtimeHub: Sendable {
             return state.members.compactMap { $0.value[connectionID] != nil ? $0.key : nil }
         }
         for topic in topics { leave(connectionID: connectionID, topic: topic) }
-        metrics.connections.add(-1)
+        metrics.connections.decrement()
     }
 
     /// Adds a channel's bindings (already validated) and its membership for broadcast.
@@ -147,8 +147,9 @@ public final class RealtimeHub: Sendable {
     }
 
     func join(connectionID: Int, topic: String, joinRef: String?, subscriptions: [Subscription], membership: RealtimeSession.Membership) {
-        state.withLock { state in
+        let isNewChannel = state.withLock { state in
             let channelKey = "\(connectionID)|\(topic)"
+            let isNew = state.members[topic]?[connectionID] == nil
             var added: [Subscription] = []
             for var subscription in subscriptions {
                 state.nextUID += 1
@@ -160,15 +161,18 @@ public final class RealtimeHub: Sendable {
             state.members[topic, default: [:]][connectionID] = Member(
                 joinRef: joinRef, receiveOwnBroadcasts: membership.receiveOwnBroadcasts, isPrivate: membership.isPrivate,
                 pending: membership.replaySince != nil ? [] : nil)
+            return isNew
         }
-        metrics.subscriptions.add(subscriptions.count)
+        if isNewChannel { metrics.channels.increment() }
+        for (table, count) in Self.countByTable(subscriptions) { metrics.subscriptionsChanged(table: table, by: count) }
     }
 
     /// Removes a channel's bindings, membership and presence.
     public func leave(connectionID: Int, topic: String) {
-        let (removedCount, left): (Int, (key: String, meta: JSONObject)?) = state.withLock { state in
+        let (removed, wasMember, left): ([Subscription], Bool, (key: String, meta: JSONObject)?) = state.withLock { state in
             let channelKey = "\(connectionID)|\(topic)"
             let subscriptions = state.channelSubscriptions.removeValue(forKey: channelKey) ?? []
+            let wasMember = state.members[topic]?[connectionID] != nil
             for subscription in subscriptions {
                 state.tables[subscription.table]?.remove(subscription)
                 if state.tables[subscription.table]?.isEmpty == true { state.tables[subscription.table] = nil }
@@ -180,13 +184,25 @@ public final class RealtimeHub: Sendable {
                 state.presence[topic]?[entry.key] = nil
                 left = (entry.key, entry.value.meta)
             }
-            return (subscriptions.count, left)
+            return (subscriptions, wasMember, left)
         }
-        metrics.subscriptions.add(-removedCount)
+        if wasMember { metrics.channels.decrement() }
+        for (table, count) in Self.countByTable(removed) { metrics.subscriptionsChanged(table: table, by: -count) }
         if let left { sendPresenceDiff(topic: topic, joins: [:], leaves: [left.key: left.meta]) }
     }
 
     public var connectionCount: Int { state.withLock { $0.connections.count } }
+
+    static func countByTable(_ subscriptions: [Subscription]) -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for subscription in subscriptions { counts[subscription.table, default: 0] += 1 }
+        return counts
+    }
+
+    /// Bindings per table, counted from the index (what `marquee_realtime_subscriptions` should say).
+    public func subscriptionsByTable() -> [String: Int] {
+        state.withLock { Self.countByTable($0.channelSubscriptions.values.flatMap { $0 }) }
+    }
 
     /// Joined channels per event they are about (by `event_id=eq.` filter or `event:<id>:…` topic), for the dashboard.
     func channelsPerEvent() -> [UUID: Int] {
@@ -235,7 +251,10 @@ public final class RealtimeHub: Sendable {
             return Array(grouped.values)
         }
         guard !deliveries.isEmpty else { return }
+        let committed = change.commitTimestamp.date
         var encoded: [String: String] = [:]
+        var queued = 0
+        var bytes = 0
         for delivery in deliveries {
             let full = policy.seesEverything(table: tableKey, record: change.record ?? change.oldRecord, viewer: delivery.viewer)
             let ids = delivery.ids.sorted()
@@ -249,18 +268,18 @@ public final class RealtimeHub: Sendable {
                 let payload = ChangePayload.build(change: change, kind: kind, ids: ids, visibleColumns: visibleColumns, select: delivery.select)
                 text = delivery.connection.serializer.encode(PhoenixMessage(topic: delivery.topic, event: "postgres_changes", payload: payload))
                 encoded[cacheKey] = text
-                metrics.encodes.add(1)
+                metrics.encodes.increment()
             }
-            switch delivery.connection.outbox.offer(.text(text)) {
+            switch delivery.connection.outbox.offer(.change(text, committed: committed)) {
             case .queued:
-                metrics.deliveries.add(1)
-                metrics.bytesOut.add(text.utf8.count)
-            case .overflowedNow: metrics.slowConsumerDrops.add(1)
+                queued += 1
+                bytes += text.utf8.count
+            case .overflowedNow: metrics.slowConsumerDrops.increment()
             case .rejected: break
             }
         }
-        metrics.recordCommitLatency(change.commitTimestamp.date)
-        metrics.recordFanOut(deliveries.count)
+        metrics.recordQueued(committed: committed)
+        metrics.recordFanOut(sockets: deliveries.count, queued: queued, bytes: bytes)
     }
 
     // MARK: Broadcast and presence
@@ -288,7 +307,7 @@ public final class RealtimeHub: Sendable {
 
     /// Delivers a message stored in `realtime.messages` (by `realtime.send` or `broadcast_changes`) to the topic's
     /// channels of the same privacy, encoded once per format.
-    public func publishDatabaseBroadcast(_ record: JSONObject) {
+    public func publishDatabaseBroadcast(_ record: JSONObject, committed: Date? = nil) {
         guard record["extension"]?.stringValue ?? "broadcast" == "broadcast", let name = record["topic"]?.stringValue,
             let id = record["id"]?.stringValue
         else { return }
@@ -311,11 +330,23 @@ public final class RealtimeHub: Sendable {
             }
             return live
         }
+        guard !targets.isEmpty else { return }
+        var queued = 0
+        var bytes = 0
         for target in targets {
             let text = encoded[target.serializer] ?? target.serializer.encode(message)
             encoded[target.serializer] = text
-            if target.outbox.enqueue(.text(text)) { metrics.deliveries.add(1) }
+            let frame: OutboundFrame = committed.map { .change(text, committed: $0) } ?? .text(text)
+            switch target.outbox.offer(frame) {
+            case .queued:
+                queued += 1
+                bytes += text.utf8.count
+            case .overflowedNow: metrics.slowConsumerDrops.increment()
+            case .rejected: break
+            }
         }
+        if let committed { metrics.recordQueued(committed: committed) }
+        metrics.recordFanOut(sockets: targets.count, queued: queued, bytes: bytes)
     }
 
     /// Ends a channel's replay: queues the live messages that arrived meanwhile, except those already replayed.
@@ -386,10 +417,19 @@ public final class RealtimeHub: Sendable {
     /// Encodes once per format and queues on each target.
     private func send(_ message: PhoenixMessage, to targets: [ConnectionHandle]) {
         var encoded: [PhoenixSerializer: String] = [:]
+        var queued = 0
+        var bytes = 0
         for target in targets {
             let text = encoded[target.serializer] ?? target.serializer.encode(message)
             encoded[target.serializer] = text
-            if target.outbox.enqueue(.text(text)) { metrics.deliveries.add(1) }
+            if target.outbox.enqueue(.text(text)) {
+                queued += 1
+                bytes += text.utf8.count
+            }
+        }
+        if queued > 0 {
+            metrics.deliveries.increment(by: queued)
+            metrics.bytesOut.increment(by: bytes)
         }
     }
 }

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Logging
 import PostgresNIO
@@ -11,10 +12,14 @@ public struct HoldSweeper<C: Clock>: Service where C.Duration == Duration {
     let warningSeconds: Int
     let clock: C
     let logger: Logger
+    /// Told how many holds each pass expired (for `marquee_reservations_total{outcome="expired"}`).
+    let onExpired: @Sendable (Int) -> Void
 
     public init(
-        repository: any ReservationRepository, interval: Duration = .milliseconds(250), warningSeconds: Int = 60, clock: C, logger: Logger
+        repository: any ReservationRepository, interval: Duration = .milliseconds(250), warningSeconds: Int = 60, clock: C, logger: Logger,
+        onExpired: @escaping @Sendable (Int) -> Void = { _ in }
     ) {
+        self.onExpired = onExpired
         self.repository = repository
         self.interval = interval
         self.warningSeconds = warningSeconds
@@ -27,7 +32,10 @@ public struct HoldSweeper<C: Clock>: Service where C.Duration == Duration {
     public func sweep() async -> Int {
         do {
             let expired = try await repository.expireHolds()
-            if expired > 0 { logger.info("expired holds", metadata: ["count": "\(expired)"]) }
+            if expired > 0 {
+                logger.info("expired holds", metadata: ["count": "\(expired)"])
+                onExpired(expired)
+            }
             if warningSeconds > 0 { _ = try await repository.warnExpiringHolds(within: warningSeconds) }
             return expired
         } catch {
@@ -57,10 +65,11 @@ public struct MessageRetention<C: Clock>: Service where C.Duration == Duration {
     let interval: Duration
     let clock: C
     let logger: Logger
-    let removed: Counter
+    let removed: CoreMetrics.Counter?
 
     public init(
-        client: PostgresClient, retentionSeconds: Int, interval: Duration = .seconds(600), removed: Counter = Counter(), clock: C, logger: Logger
+        client: PostgresClient, retentionSeconds: Int, interval: Duration = .seconds(600), removed: CoreMetrics.Counter? = nil, clock: C,
+        logger: Logger
     ) {
         self.removed = removed
         self.client = client
@@ -82,7 +91,7 @@ public struct MessageRetention<C: Clock>: Service where C.Duration == Duration {
             total += count
             if count < 10000 { break }
         }
-        removed.add(total)
+        removed?.increment(by: total)
         logger.info("pruned broadcast messages", metadata: ["removed": "\(total)", "retention_seconds": "\(retentionSeconds)"])
         return total
     }
