@@ -104,6 +104,8 @@ struct LiveApp: Sendable {
     let port: Int
     let authority: TokenAuthority
     let database: TestDatabase
+    /// The server's log, to wait for a line (e.g. `realtime disconnected`).
+    let log: LogWatch
 
     func token(_ role: Role = .authenticated, sub: String? = "user-1", lifetime: TimeInterval? = 3600) async throws -> String {
         try await authority.mint(sub: sub, role: role, lifetime: lifetime)
@@ -127,6 +129,6 @@ func withLiveApp(_ body: @escaping @Sendable (LiveApp) async throws -> Void) asy
     try await app.test(.live) { client in
         try await watch.waitFor("change feed reading")
         let port = try #require(client.port)
-        try await body(LiveApp(client: client, port: port, authority: authority, database: database))
+        try await body(LiveApp(client: client, port: port, authority: authority, database: database, log: watch))
     }
 }
