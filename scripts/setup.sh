@@ -8,6 +8,7 @@ need_apt=()
 have_pg() { command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; }
 have_pg || need_apt+=(postgresql)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)  # promtool checks deploy/alerts.yml
 command -v nginx >/dev/null 2>&1 || need_apt+=(nginx)  # the peer in the fan-out benchmark (tests/bench)
 [ -f /usr/lib/nginx/modules/ngx_nchan_module.so ] || need_apt+=(libnginx-mod-nchan)
 python3 -m venv --help >/dev/null 2>&1 || need_apt+=(python3-venv)

@@ -9,6 +9,7 @@ import uuid
 import httpx
 import pytest
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import make_token, start_server
 from helpers import act, create_event, reserve
@@ -82,6 +83,7 @@ def test_json_logs_carry_connections_and_never_secrets(json_server):
     line = server.wait_for_output(r'"message":"realtime disconnected"', timeout=10)
     record = json.loads(line)
     assert record["level"] == "info" and "duration" in record and "connection" in record
+    assert float(record["duration"]) >= 0 and record["reason"] == "client closed"
     joined = json.loads(server.wait_for_output(r'"message":"realtime joined".*"topic":"realtime:logs"', timeout=10))
     assert joined["topic"] == "realtime:logs"
     logged = "".join(server.output)
@@ -125,5 +127,90 @@ def test_errors_fanout_and_bytes_are_in_the_metrics(json_server):
     text = httpx.get(server.base_url + "/metrics").text
     assert re.search(r'marquee_errors_total\{reason="unmatched topic"\} [1-9]', text)
     assert re.search(r"^marquee_realtime_bytes_out_total [1-9]", text, re.M)
-    assert re.search(r'^marquee_fanout_sockets_bucket\{le="1"\} [1-9]', text, re.M)
+    assert re.search(r'^marquee_fanout_sockets_bucket\{le="1.0"\} [1-9]', text, re.M)
     assert re.search(r"^marquee_change_feed_wal_behind_bytes \d+", text, re.M)
+
+
+def families(server):
+    response = httpx.get(server.base_url + "/metrics")
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return {family.name: family for family in text_string_to_metric_families(response.text)}
+
+
+def sample(found, family, suffix="", **labels):
+    for s in found[family].samples:
+        if s.name == family + suffix and s.labels == labels:
+            return s.value
+    return 0.0
+
+
+def test_metrics_parse_as_prometheus_text_and_move_with_a_watcher(json_server):
+    """Parsed with prometheus_client's own parser: the families have their types, and a watcher's connect, join,
+    change and leave move the numbers by exactly what happened."""
+    server = json_server
+    event = create_event(server.base_url, capacities=(9,))
+    event_id = event["id"]
+    before = families(server)
+    types = {name: family.type for name, family in before.items()}
+    assert types["marquee_realtime_connections"] == "gauge"
+    assert types["marquee_realtime_deliveries"] == "counter"  # the parser names counters without _total
+    assert types["marquee_commit_to_send_seconds"] == "histogram"
+    assert types["marquee_fanout_sockets"] == "histogram"
+    assert types["marquee_http_request_seconds"] == "histogram"
+    assert types["marquee_reservations"] == "counter"
+    assert {s.labels["outcome"] for s in before["marquee_reservations"].samples} >= {
+        "created", "sold_out", "confirmed", "cancelled", "expired"}
+    assert {s.labels["limit"] for s in before["marquee_limit_hits"].samples} >= {"ClientJoinRateLimitReached", "FrameTooLarge"}
+    table = {"table": "public.event_tickets"}
+
+    async def scenario():
+        url = f"{server.ws_url}/realtime/v1/websocket?apikey={make_token(role='anon')}&vsn=1.0.0"
+        async with websockets.connect(url) as ws:
+            topic = f"realtime:event-{event_id}-tickets"
+            await ws.send(json.dumps({"topic": topic, "event": "phx_join", "ref": "1", "join_ref": "1",
+                                      "payload": {"config": {"postgres_changes": [{"event": "UPDATE", "schema": "public",
+                                                                                   "table": "event_tickets", "filter": f"event_id=eq.{event_id}"}]}}}))
+            while json.loads(await asyncio.wait_for(ws.recv(), 5))["event"] != "system":
+                pass
+            joined = families(server)
+            reserve(server.base_url, event_id, event["ticket_types"][0]["id"], user="watcher")
+            while json.loads(frame := await asyncio.wait_for(ws.recv(), 5))["event"] != "postgres_changes":
+                pass
+            # the writer writes in order: the heartbeat's reply comes after the change's write was observed
+            await ws.send(json.dumps({"topic": "phoenix", "event": "heartbeat", "payload": {}, "ref": "hb"}))
+            while json.loads(await asyncio.wait_for(ws.recv(), 5)).get("ref") != "hb":
+                pass
+            changed = families(server)
+            await ws.send(json.dumps({"topic": topic, "event": "phx_leave", "ref": "2", "join_ref": "1", "payload": {}}))
+            while json.loads(await asyncio.wait_for(ws.recv(), 5))["event"] != "phx_close":
+                pass
+            left = families(server)
+            return joined, changed, left, frame
+
+    joined, changed, left, frame = asyncio.run(scenario())
+    assert sample(joined, "marquee_realtime_connections") - sample(before, "marquee_realtime_connections") == 1
+    assert sample(joined, "marquee_realtime_channels") - sample(before, "marquee_realtime_channels") == 1
+    assert sample(joined, "marquee_realtime_subscriptions", **table) - sample(before, "marquee_realtime_subscriptions", **table) == 1
+    assert sample(joined, "marquee_event_channels", event_id=event_id) == 1
+
+    def delta(name, suffix="", **labels):
+        return sample(changed, name, suffix, **labels) - sample(joined, name, suffix, **labels)
+
+    assert delta("marquee_realtime_deliveries", "_total") == 1
+    assert delta("marquee_realtime_bytes_out", "_total") == len(frame.encode())
+    assert delta("marquee_commit_to_send_seconds", "_count") == 1
+    assert delta("marquee_commit_to_queue_seconds", "_count") == 1
+    assert delta("marquee_fanout_sockets", "_count") == 1
+    assert delta("marquee_reservations", "_total", outcome="created") == 1
+    assert sample(left, "marquee_realtime_channels") == sample(before, "marquee_realtime_channels")
+    assert sample(left, "marquee_realtime_subscriptions", **table) == sample(before, "marquee_realtime_subscriptions", **table)
+    assert not [s for s in left.get("marquee_event_channels", before["marquee_realtime_connections"]).samples
+                if s.labels.get("event_id") == event_id]
+
+
+def test_feed_lag_and_database_gauges(json_server):
+    found = families(json_server)
+    assert sample(found, "marquee_database_up") == 1
+    assert sample(found, "marquee_change_feed_connected") == 1
+    assert sample(found, "marquee_change_feed_lag_seconds") >= 0
+    assert "marquee_change_feed_wal_behind_bytes" in found
