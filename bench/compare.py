@@ -87,7 +87,7 @@ http {{
     uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
     nchan_shared_memory_size 256m;
     server {{
-        listen 127.0.0.1:{self.port} backlog=4096;
+        listen 127.0.0.1:{self.port} backlog=4096 reuseport;
         location ~ ^/pub/(\\w+)$ {{
             nchan_publisher;
             nchan_channel_id $1;
@@ -155,7 +155,7 @@ def summarize(server, n, rate, seconds, commits, elapsed, result, final_ok, expe
             "gen_cpu": result["cpu_user"] + result["cpu_system"], "elapsed": elapsed, **extra}
 
 
-def run_marquee(db_url, postgres, n, rate, seconds, workers, client, final_timeout, log):
+def run_marquee(db_url, postgres, n, rate, seconds, workers, client, final_timeout, log, perf_file=None):
     with common.marquee_server(db_url) as server:  # it applies the migrations
         with psycopg.connect(db_url, autocommit=True) as conn:
             event_id = conn.execute("insert into events (name, starts_at) values ('fan-out bench', now()) returning id").fetchone()[0]
@@ -171,6 +171,10 @@ def run_marquee(db_url, postgres, n, rate, seconds, workers, client, final_timeo
             log(f"marquee: {subscribed}/{n} subscribed in {time.monotonic() - t0:.1f}s" + (f", {failed} failed: {errors}" if failed else ""))
             rss1 = group.rss()
             gen.start()
+            perf = None
+            if perf_file:  # samples the server's stacks while the load runs
+                perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p", str(server.process.pid), "-o", perf_file],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             cpu0, pg0 = group.cpu(), postgres.cpu() if postgres else (0.0, 0.0)
             start = time.monotonic()
             commits = 0
@@ -184,6 +188,9 @@ def run_marquee(db_url, postgres, n, rate, seconds, workers, client, final_timeo
             final_ok = gen.wait_final(version, final_timeout)
             elapsed = time.monotonic() - start
             cpu1, pg1 = group.cpu(), postgres.cpu() if postgres else (0.0, 0.0)
+            if perf:
+                perf.send_signal(signal.SIGINT)
+                perf.wait(timeout=120)
             rss_end = group.rss()
             result = gen.stop()
         finally:
@@ -289,6 +296,7 @@ def main(argv=None):
     ap.add_argument("--results", default=os.path.join(common.ROOT, "bench", "RESULTS.md"))
     ap.add_argument("--write", action="store_true", help="append the section to --results")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--perf", metavar="FILE", help="record the Marquee server with `perf record -g` during the load (last N wins)")
     args = ap.parse_args(argv)
 
     log = (lambda *_: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
@@ -302,7 +310,8 @@ def main(argv=None):
             rate = args.rate or args.deliveries / n
             if "marquee" in args.servers:
                 try:
-                    row = run_marquee(db_url, postgres, n, rate, args.seconds, args.workers, args.client, args.final_timeout, log)
+                    row = run_marquee(db_url, postgres, n, rate, args.seconds, args.workers, args.client, args.final_timeout, log,
+                                      args.perf)
                     size = size or round(row["frame_bytes"])
                 except Exception as exc:
                     log(f"marquee at {n}: {exc!r}")
