@@ -92,6 +92,7 @@ let package = Package(
             name: "MarqueeServerTests",
             dependencies: [
                 "MarqueeServer",
+                "TicketAvailability",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             ],

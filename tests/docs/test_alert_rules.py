@@ -66,3 +66,9 @@ def test_every_rule_is_explained_in_operations_doc():
     for rule in rules():
         assert f"**`{rule['alert']}`**" in doc, f"docs/operations.md does not explain {rule['alert']}"
         assert rule["expr"] in doc, f"docs/operations.md does not show the expression of {rule['alert']}"
+
+
+def test_operations_doc_describes_every_metric():
+    doc = open(os.path.join(ROOT, "docs", "operations.md")).read()
+    for name in catalog_names():
+        assert re.search(r"\| `%s(\{[a-z_,]+\})?` \|" % re.escape(name), doc), f"docs/operations.md does not describe {name}"

@@ -136,8 +136,10 @@ public final class RealtimeGateway: Sendable {
                             try await outbound.close(.unknown(code), reason: reason)
                             return
                         }
+                    } catch is CancellationError {
+                        return  // the reader ended first: its reason stands
                     } catch {
-                        closeReason.withLock { $0 = "write failed: \(describeError(error))" }
+                        closeReason.withLock { if $0 == "client closed" { $0 = "write failed: \(describeError(error))" } }
                         return
                     }
                 }
