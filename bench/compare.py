@@ -169,6 +169,10 @@ def run_marquee(db_url, postgres, n, rate, seconds, workers, client, final_timeo
             t0 = time.monotonic()
             subscribed, failed, errors = gen.open()
             log(f"marquee: {subscribed}/{n} subscribed in {time.monotonic() - t0:.1f}s" + (f", {failed} failed: {errors}" if failed else ""))
+            if server.process.poll() is not None:
+                tail = " / ".join(line.strip() for line in server.output[-3:])[-300:]
+                raise RuntimeError(f"marquee serve exited with status {server.process.returncode} while {n} subscribers "
+                                   f"connected ({subscribed} had subscribed); its last output: {tail}")
             rss1 = group.rss()
             gen.start()
             perf = None
