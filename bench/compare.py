@@ -337,13 +337,17 @@ def main(argv=None):
     if busy_start or busy_end:
         busy = (f" **The machine was busy**: at the start {', '.join(busy_start) or 'nothing else'}; "
                 f"at the end {', '.join(busy_end) or 'nothing else'}.")
+    rates = [r["delivered"] / r["gen_cpu"] for r in rows if "error" not in r and r.get("gen_cpu")]
+    ceiling = (f" Load generator ceiling: about {args.workers * min(rates) / 1000:.0f}k deliveries/s "
+               f"({args.workers} processes × the lowest deliveries per generator CPU-second of this run), "
+               f"if it had a core per process." if rates else "")
     text = "\n".join([
         f"### Fan-out, Marquee vs Nchan, {started} UTC", "",
         f"`{command}`", "",
         f"Machine: {common.machine()}; load average (1/5/15 min) {load_start} at the start, {load_end} at the end.{busy} "
         f"Marquee: `marquee serve` ({common.build_kind(binary)} build), PostgreSQL on the same machine. Nchan: Debian nginx "
         f"+ libnginx-mod-nchan, {args.nginx_workers} worker processes. Rate: {rate_text} for {args.seconds:g} s. "
-        f"Load generator: {args.workers} processes, `{args.client}` on uvloop, RLIMIT_NOFILE {nofile}.", "",
+        f"Load generator: {args.workers} processes, `{args.client}` on uvloop, RLIMIT_NOFILE {nofile}.{ceiling}", "",
         fmt_table(rows), "", fmt_ratios(rows), ""])
     print(text)
     if args.write:

@@ -174,7 +174,11 @@ async def open_picows(sub, url, source, join):
         sub.send(join)
     else:
         sub.ready.set_result(True)
-    return transport.disconnect
+
+    async def close():
+        transport.disconnect()
+        await transport.wait_disconnected()
+    return close
 
 
 async def open_websockets(sub, url, source, join):
@@ -200,9 +204,9 @@ async def open_websockets(sub, url, source, join):
     else:
         sub.ready.set_result(True)
 
-    def close():
+    async def close():
         task.cancel()
-        asyncio.ensure_future(ws.close())
+        await ws.close()
     return close
 
 
@@ -290,15 +294,14 @@ async def _worker(conn, spec):
                       "cpu_user": cpu1.user - cpu0.user if cpu0 else 0.0, "cpu_system": cpu1.system - cpu0.system if cpu0 else 0.0}
             if hb:
                 hb.cancel()
-            for close in closers:
-                try:
-                    close()
-                except Exception:
-                    pass
+            # close every socket and wait until each is closed (bounded), so that nothing is cut when the process exits
+            try:
+                await asyncio.wait_for(asyncio.gather(*(close() for close in closers), return_exceptions=True), 30)
+            except asyncio.TimeoutError:
+                pass
             loop.remove_reader(conn.fileno())
             os.set_blocking(conn.fileno(), True)
             conn.send(("stopped", result))
-            await asyncio.sleep(0.2)  # lets the close frames leave before the process exits
             return
 
 
