@@ -11,6 +11,8 @@ struct ChannelTable: Sendable {
         var handles: Set<Int> = []
         var joinRef: String?
         var state: JoinState = .closed
+        /// Joins refused (or channels dropped by the server) in a row; sets the delay before the next try.
+        var failedJoins = 0
         var book: AvailabilityBook
         var topic: String { ChannelTable.topic(for: event) }
     }
@@ -22,6 +24,8 @@ struct ChannelTable: Sendable {
         /// The join was accepted: load the snapshot over HTTP if the join does not carry it; the socket is healthy.
         case joined(UUID)
         case report(TicketAvailabilityError)
+        /// The join was refused or the server dropped the channel: try again after the backoff delay of `attempt`.
+        case rejoinLater(UUID, attempt: Int)
     }
 
     enum AddResult: Equatable {
@@ -87,6 +91,12 @@ struct ChannelTable: Sendable {
         }
     }
 
+    /// The delay of a refused join passed: join again if the channel is still wanted and not joined.
+    mutating func rejoin(_ event: UUID, connected: Bool, token: String) -> [Action] {
+        guard connected, let channel = channels[event], channel.state == .closed else { return [] }
+        return [join(event, token: token)]
+    }
+
     /// `access_token` for every joined channel.
     mutating func refreshToken(_ token: String) -> [Action] {
         channels.values.filter { $0.state == .joined }.sorted { $0.topic < $1.topic }.map { channel in
@@ -122,6 +132,13 @@ struct ChannelTable: Sendable {
                 payload: .object(["config": .object(config), "access_token": .string(token)])))
     }
 
+    private mutating func joinFailed(_ event: UUID) -> Action {
+        channels[event]!.state = .closed
+        channels[event]!.joinRef = nil
+        channels[event]!.failedJoins += 1
+        return .rejoinLater(event, attempt: channels[event]!.failedJoins)
+    }
+
     /// A message from the server on a channel topic.
     mutating func receive(_ message: PhoenixMessage, token: String) -> [Action] {
         guard let event = topics[message.topic], let channel = channels[event] else { return [] }
@@ -132,11 +149,11 @@ struct ChannelTable: Sendable {
             guard message.ref != nil, message.ref == channel.joinRef, channel.state == .joining else { return [] }
             if message.payload["status"]?.stringValue == "ok" {
                 channels[event]!.state = .joined
+                channels[event]!.failedJoins = 0
                 return [.joined(event)]
             }
-            channels[event]!.state = .closed
             let reason = message.payload["response"]?["reason"]?.stringValue ?? "join refused"
-            return [.report(.joinRefused(event: event, reason: reason))]
+            return [.report(.joinRefused(event: event, reason: reason)), joinFailed(event)]
         case "postgres_changes":
             guard let data = message.payload["data"]?.objectValue, let record = data["record"]?.objectValue else {
                 return [.report(.invalidPayload(topic: message.topic, event: message.event, reason: "no data.record"))]
@@ -151,8 +168,8 @@ struct ChannelTable: Sendable {
             return [.report(.channelError(event: event, reason: reason))]
         case "phx_error", "phx_close":
             guard channel.state != .closed else { return [] }
-            // the server dropped the channel while we still want it: join again
-            return [.report(.channelError(event: event, reason: message.event)), join(event, token: token)]
+            // the server dropped the channel while we still want it: join again (after a delay, as for a refusal)
+            return [.report(.channelError(event: event, reason: message.event)), joinFailed(event)]
         default:
             return []
         }

@@ -20,6 +20,8 @@ public final class InMemoryTransport: RealtimeTransport {
         var mode: Mode = .accept
         var attempts = 0
         var connections: [InMemoryConnection] = []
+        var closingHangs = false
+        var closing: [CheckedContinuation<Void, Never>] = []
     }
 
     private let state = Mutex(State())
@@ -30,6 +32,22 @@ public final class InMemoryTransport: RealtimeTransport {
     public var mode: Mode {
         get { state.withLock { $0.mode } }
         set { state.withLock { $0.mode = newValue } }
+    }
+
+    /// While true, a connection whose session ended does not finish closing, and ignores cancellation, until
+    /// ``finishClosing()`` (as a dead peer that never answers the close handshake).
+    public var closingHangs: Bool {
+        get { state.withLock { $0.closingHangs } }
+        set { state.withLock { $0.closingHangs = newValue } }
+    }
+
+    /// Lets every connection held by ``closingHangs`` finish closing.
+    public func finishClosing() {
+        let waiting = state.withLock { state in
+            defer { state.closing = [] }
+            return state.closing
+        }
+        for waiter in waiting { waiter.resume() }
     }
 
     /// How many times a connection was attempted.
@@ -61,7 +79,21 @@ public final class InMemoryTransport: RealtimeTransport {
             state.withLock { $0.connections.append(connection) }
             accepted.push(connection)
             defer { connection.close() }
-            try await session(RealtimeLink(send: { try connection.receiveFromClient($0) }, frames: connection.toClient))
+            let result: Result<Void, any Error>
+            do {
+                try await session(RealtimeLink(send: { try connection.receiveFromClient($0) }, frames: connection.toClient))
+                result = .success(())
+            } catch {
+                result = .failure(error)
+            }
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let hang = state.withLock { state in
+                    if state.closingHangs { state.closing.append(continuation) }
+                    return state.closingHangs
+                }
+                if !hang { continuation.resume() }
+            }
+            try result.get()
         }
     }
 

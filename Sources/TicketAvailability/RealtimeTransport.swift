@@ -23,15 +23,22 @@ public protocol RealtimeTransport: Sendable {
 public struct WebSocketTransport: RealtimeTransport {
     let logger: Logger
     let maxFrameSize: Int
+    let closeTimeout: Duration
 
-    public init(logger: Logger = Logger(label: "TicketAvailability"), maxFrameSize: Int = 1 << 22) {
+    /// - Parameters:
+    ///   - maxFrameSize: the largest frame accepted from the server.
+    ///   - closeTimeout: how long a closing socket waits for the server's close frame; a dead connection (the
+    ///     reason most sockets are closed here) never sends one, so this stays short.
+    public init(logger: Logger = Logger(label: "TicketAvailability"), maxFrameSize: Int = 1 << 22, closeTimeout: Duration = .seconds(1)) {
         self.logger = logger
         self.maxFrameSize = maxFrameSize
+        self.closeTimeout = closeTimeout
     }
 
     public func run(url: String, session: @escaping @Sendable (RealtimeLink) async throws -> Void) async throws {
         let maxFrameSize = self.maxFrameSize
-        try await WebSocketClient.connect(url: url, configuration: .init(maxFrameSize: maxFrameSize), logger: logger) { inbound, outbound, _ in
+        let configuration = WebSocketClientConfiguration(maxFrameSize: maxFrameSize, closeTimeout: closeTimeout)
+        try await WebSocketClient.connect(url: url, configuration: configuration, logger: logger) { inbound, outbound, _ in
             let (frames, continuation) = AsyncThrowingStream<String, any Error>.makeStream()
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {

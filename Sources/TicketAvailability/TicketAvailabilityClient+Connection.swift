@@ -69,28 +69,46 @@ extension TicketAvailabilityClient {
         }
     }
 
-    /// One connection attempt and, if it opens, its whole session.
+    /// One connection attempt and, if it opens, its whole session. Returns as soon as the session ends or the attempt
+    /// times out, without waiting for the transport to finish closing a dead socket.
     private func connectOnce() async {
         let url = configuration.socketURL(token: accessToken)
         let transport = self.transport
         let start = AttemptStart()
+        let (outcomes, outcome) = AsyncStream.makeStream(of: Result<Void, any Error>.self, bufferingPolicy: .bufferingOldest(1))
         let attempt = Task {
-            try await transport.run(url: url) { link in
-                guard start.start() else { throw CancellationError() }
-                try await self.session(link)
+            do {
+                try await transport.run(url: url) { link in
+                    guard start.start() else { throw CancellationError() }
+                    do {
+                        try await self.session(link)
+                        outcome.yield(.success(()))
+                    } catch {
+                        outcome.yield(.failure(error))
+                        throw error
+                    }
+                }
+                outcome.yield(.success(()))
+            } catch {
+                outcome.yield(.failure(error))
             }
+            outcome.finish()
         }
         let clock = self.clock
         let timeout = configuration.connectTimeout
         connectTimer = Task {
             do { try await clock.sleep(for: timeout) } catch { return }
-            if start.timeOut() { attempt.cancel() }
+            if start.timeOut() { outcome.yield(.failure(CancellationError())) }
         }
         let result = await withTaskCancellationHandler {
-            await attempt.result
+            var iterator = outcomes.makeAsyncIterator()
+            return await iterator.next() ?? .failure(CancellationError())
         } onCancel: {
             attempt.cancel()
+            outcome.finish()
         }
+        // the socket is done with; the transport closes it in the background
+        attempt.cancel()
         connectTimer?.cancel()
         connectTimer = nil
         if Task.isCancelled { return }

@@ -25,24 +25,45 @@ extension TicketAvailabilityClient {
     /// Holds `quantity` tickets of `ticketType`: the hold shows in the local picture at once; the request is sent now,
     /// or, if the server cannot be reached, queued and sent when the connection returns (always with the same
     /// `idempotencyKey`, so it is never held twice). Returns once the server has answered.
+    ///
+    /// Cancelling the calling task withdraws a request that is still queued (``ReservationError/cancelled``); one
+    /// already on its way to the server is answered as usual.
     /// - Throws: ``ReservationError`` (the optimistic hold is rolled back first).
     public func reserve(event: UUID, ticketType: UUID, quantity: Int, idempotencyKey: String = UUID().uuidString) async throws
         -> Reservation
     {
-        guard !isShutDown else { throw ReservationError.cancelled }
+        guard !isShutDown, !Task.isCancelled else { throw ReservationError.cancelled }
         nextID += 1
         let holdID = nextID
         let version = table.book(event)?.ticketTypes[ticketType]?.version ?? 0
         holds[holdID] = Hold(event: event, ticketType: ticketType, quantity: quantity, versionAtRequest: version)
         deliver(event)
         ensureRunning()
-        return try await withCheckedThrowingContinuation { continuation in
-            queue.append(
-                QueuedReservation(
-                    hold: holdID, event: event, ticketType: ticketType, quantity: quantity, idempotencyKey: idempotencyKey,
-                    continuation: continuation))
-            startFlush()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                queue.append(
+                    QueuedReservation(
+                        hold: holdID, event: event, ticketType: ticketType, quantity: quantity, idempotencyKey: idempotencyKey,
+                        continuation: continuation))
+                startFlush()
+            }
+        } onCancel: {
+            Task { await self.withdraw(hold: holdID) }
         }
+    }
+
+    /// Takes a queued reservation back (its caller was cancelled). One being sent right now is withdrawn only if that
+    /// attempt does not reach the server; if it does, its answer stands.
+    func withdraw(hold: Int) {
+        guard inFlight != hold else {
+            withdrawn.insert(hold)
+            return
+        }
+        guard let index = queue.firstIndex(where: { $0.hold == hold }) else { return }
+        let item = queue.remove(at: index)
+        holds[hold] = nil
+        deliver(item.event)
+        item.continuation.resume(throwing: ReservationError.cancelled)
     }
 
     /// Reservations made but not yet answered by the server.
@@ -56,17 +77,27 @@ extension TicketAvailabilityClient {
 
     /// Sends queued reservations one at a time, oldest first; stops at the first one the server cannot be reached for.
     private func flush() async {
-        defer { flushing = false }
+        defer {
+            flushing = false
+            inFlight = nil
+        }
         while let item = queue.first, !isShutDown {
+            inFlight = item.hold
             let outcome: MarqueeAPI.ReserveOutcome
             do {
                 outcome = try await api.reserve(
                     event: item.event, ticketType: item.ticketType, quantity: item.quantity, idempotencyKey: item.idempotencyKey,
                     token: accessToken)
             } catch {
+                inFlight = nil
+                if withdrawn.remove(item.hold) != nil {
+                    withdraw(hold: item.hold)
+                    continue
+                }
                 logger.debug("reservation queued until the server is reachable", metadata: ["error": "\(error)"])
                 return
             }
+            withdrawn.remove(item.hold)
             guard let index = queue.firstIndex(where: { $0.hold == item.hold }) else { continue }
             queue.remove(at: index)
             switch outcome {

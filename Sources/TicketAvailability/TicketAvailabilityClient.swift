@@ -26,6 +26,7 @@ public actor TicketAvailabilityClient {
     var subscribers: [UUID: [Int: AsyncStream<AvailabilitySnapshot>.Continuation]] = [:]
     var coalescers: [UUID: Coalescer] = [:]
     var coalescingTimers: [UUID: Task<Void, Never>] = [:]
+    var rejoinTimers: [UUID: Task<Void, Never>] = [:]
     var nextID = 0
     var runTask: Task<Void, Never>?
     var connectTimer: Task<Void, Never>?
@@ -37,6 +38,10 @@ public actor TicketAvailabilityClient {
     var holds: [Int: Hold] = [:]
     var queue: [QueuedReservation] = []
     var flushing = false
+    /// The queued reservation being sent now (it can no longer be withdrawn).
+    var inFlight: Int?
+    /// Reservations whose caller was cancelled while they were being sent.
+    var withdrawn: Set<Int> = []
     /// How many pictures were handed to subscribers (for tests of coalescing).
     var deliveries = 0
 
@@ -128,6 +133,8 @@ public actor TicketAvailabilityClient {
         task?.cancel()
         for (_, timer) in coalescingTimers { timer.cancel() }
         coalescingTimers = [:]
+        for (_, timer) in rejoinTimers { timer.cancel() }
+        rejoinTimers = [:]
         for (_, handles) in subscribers { for (_, continuation) in handles { continuation.finish() } }
         subscribers = [:]
         failQueue(.cancelled)
@@ -148,6 +155,7 @@ public actor TicketAvailabilityClient {
             subscribers[event] = nil
             coalescers[event] = nil
             coalescingTimers.removeValue(forKey: event)?.cancel()
+            rejoinTimers.removeValue(forKey: event)?.cancel()
         }
         await perform(actions)
         if table.channels.isEmpty && queue.isEmpty && !isShutDown, let task = runTask {
@@ -185,8 +193,28 @@ public actor TicketAvailabilityClient {
                 startFlush()
             case .report(let error):
                 report(error)
+            case .rejoinLater(let event, let attempt):
+                scheduleRejoin(event, attempt: attempt)
             }
         }
+    }
+
+    private func scheduleRejoin(_ event: UUID, attempt: Int) {
+        let delay = configuration.backoff.delay(attempt: attempt, random: configuration.random())
+        let clock = self.clock
+        let session = sessionID
+        rejoinTimers[event]?.cancel()
+        rejoinTimers[event] = Task { [weak self] in
+            do { try await clock.sleep(for: delay) } catch { return }
+            await self?.rejoinTimerFired(event, session: session)
+        }
+    }
+
+    private func rejoinTimerFired(_ event: UUID, session: Int) async {
+        rejoinTimers[event] = nil
+        // a new session rejoins every channel by itself
+        guard session == sessionID else { return }
+        await perform(table.rejoin(event, connected: link != nil, token: accessToken))
     }
 
     func send(_ message: PhoenixMessage) async throws {

@@ -113,6 +113,59 @@ import Testing
         subscription.cancel()
     }
 
+    @Test func aDeadSocketThatNeverFinishesClosingDoesNotDelayTheReconnect() async throws {
+        let harness = Harness {
+            $0.heartbeatInterval = .seconds(25)
+            $0.heartbeatTimeout = .seconds(7)
+            $0.reconnectBaseDelay = .seconds(3)
+        }
+        harness.transport.closingHangs = true
+        let statuses = await harness.client.statusUpdates()
+        let subscription = try await harness.client.subscribe(event: event)
+        let server = try await harness.nextServer()
+        _ = try await server.acceptJoin()
+        try await harness.advance(past: .seconds(25))
+        _ = try await server.next("heartbeat")
+        try await harness.advance(past: .seconds(7))
+        // the old socket is still closing (and will be until the end of the test), yet the client goes on
+        _ = try await firstMatch(statuses, "waiting for reconnecting") { $0 == .reconnecting(attempt: 1) }
+        try await harness.advance(past: .seconds(3))
+        _ = try await harness.nextServer().acceptJoin()
+        _ = try await firstMatch(statuses, "waiting for connected again") { $0 == .connected }
+        subscription.cancel()
+        harness.transport.finishClosing()
+    }
+
+    @Test func aRefusedJoinIsRetriedWithBackoffOnTheSameSocket() async throws {
+        let harness = Harness {
+            $0.reconnectBaseDelay = .seconds(2)
+            $0.maxReconnectDelay = .seconds(5)
+        }
+        let errors = await harness.client.errors()
+        let subscription = try await harness.client.subscribe(event: event)
+        let server = try await harness.nextServer()
+        for (attempt, delay) in [(1, 2), (2, 4), (3, 5)] {
+            let join = try await server.next("phx_join")
+            server.send(
+                PhoenixMessage(
+                    joinRef: join.joinRef, ref: join.ref, topic: join.topic, event: "phx_reply",
+                    payload: .object(["status": "error", "response": .object(["reason": "too many channels"])])))
+            let refused = try await firstMatch(errors, "waiting for refusal \(attempt)") { if case .joinRefused = $0 { true } else { false } }
+            #expect(refused == .joinRefused(event: event, reason: "too many channels"))
+            try await harness.advance(past: .seconds(delay))
+        }
+        let accepted = try await server.acceptJoin()
+        #expect(accepted.topic == topic)
+        server.push(topic: topic, record: row(event: event, type: UUID(), available: 4, version: 1), snapshot: true)
+        _ = try await firstMatch(subscription, "waiting for the picture after the join") { $0.ticketTypes.first?.available == 4 }
+        // the server drops the channel later: after the first delay again (the count was reset by the success)
+        server.send(PhoenixMessage(joinRef: accepted.joinRef, topic: topic, event: "phx_error"))
+        try await harness.advance(past: .seconds(2))
+        _ = try await server.acceptJoin()
+        #expect(harness.transport.attempts == 1)
+        subscription.cancel()
+    }
+
     @Test func backoffGrowsWhileConnectionsFailAndResetsAfterSuccess() async throws {
         let harness = Harness {
             $0.reconnectBaseDelay = .seconds(1)

@@ -159,4 +159,26 @@ import Testing
         #expect(settled.ticketTypes.first?.reserved == 0)
         subscription.cancel()
     }
+
+    @Test func cancellingAQueuedReservationWithdrawsItAndItsHold() async throws {
+        let harness = Harness()
+        harness.http.setHandler { _ in throw FakeHTTP.Unreachable() }
+        let (subscription, _) = try await connected(harness, available: 10)
+        let client = harness.client
+        let (event, type) = (self.event, self.type)
+        let pending = Task { try await client.reserve(event: event, ticketType: type, quantity: 3, idempotencyKey: "key-2") }
+        _ = try await firstMatch(subscription, "waiting for the optimistic hold") { $0.ticketTypes.first?.available == 7 }
+        try await withDeadline(.seconds(5), "waiting for the first (failed) attempt") {
+            while harness.http.requests.isEmpty { await Task.yield() }
+        }
+        pending.cancel()
+        await #expect(throws: ReservationError.cancelled) {
+            try await withDeadline(.seconds(5), "waiting for the cancelled reservation") { try await pending.value }
+        }
+        #expect(await client.queuedReservations == 0)
+        let rolledBack = try await firstMatch(subscription, "waiting for the rollback") { $0.ticketTypes.first?.available == 10 }
+        #expect(rolledBack.ticketTypes.first?.reserved == 0)
+        #expect(harness.http.requests.count == 1)
+        subscription.cancel()
+    }
 }

@@ -12,19 +12,31 @@ struct DeadlineExceeded: Error, CustomStringConvertible {
 }
 
 /// Runs `body`, failing with `DeadlineExceeded` if it has not finished within `limit` (real time; only bounds waits).
+/// On time-out the body is cancelled but not waited for, so that work which ignores cancellation fails the test
+/// instead of hanging it.
 func withDeadline<T: Sendable>(
     _ limit: Duration = .seconds(10), _ what: String, _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
-    try await withThrowingTaskGroup(of: T.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: limit)
-            throw DeadlineExceeded(what: what, limit: limit)
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next() else { throw DeadlineExceeded(what: what, limit: limit) }
-        return first
+    let (outcomes, outcome) = AsyncStream.makeStream(of: Result<T, any Error>.self, bufferingPolicy: .bufferingOldest(1))
+    let work = Task {
+        do { outcome.yield(.success(try await body())) } catch { outcome.yield(.failure(error)) }
     }
+    let timer = Task {
+        do { try await Task.sleep(for: limit) } catch { return }
+        outcome.yield(.failure(DeadlineExceeded(what: what, limit: limit)))
+    }
+    defer {
+        work.cancel()
+        timer.cancel()
+    }
+    let result = await withTaskCancellationHandler {
+        var iterator = outcomes.makeAsyncIterator()
+        return await iterator.next() ?? .failure(CancellationError())
+    } onCancel: {
+        work.cancel()
+        outcome.yield(.failure(CancellationError()))
+    }
+    return try result.get()
 }
 
 struct TestFailure: Error, CustomStringConvertible {
