@@ -2,6 +2,7 @@
 `marquee serve` process on a free port, and tokens signed with the test secret."""
 
 import os
+import resource
 import queue
 import re
 import signal
@@ -117,8 +118,9 @@ class ServerProcess:
 
 
 def start_server(database_url: str | None, env: dict | None = None, args: list | None = None, data_dir: str | None = None,
-                 timeout: float = 60.0) -> ServerProcess:
-    """Starts `marquee serve` on a free port and waits until it says it is listening."""
+                 timeout: float = 60.0, max_open_files: int | None = None) -> ServerProcess:
+    """Starts `marquee serve` on a free port and waits until it says it is listening (with `max_open_files` as its
+    hard and soft open-file limit when given)."""
     data_dir = data_dir or tempfile.mkdtemp(prefix="marquee-server-")
     os.makedirs(data_dir, exist_ok=True)
     os.chmod(data_dir, 0o755)
@@ -134,6 +136,7 @@ def start_server(database_url: str | None, env: dict | None = None, args: list |
     process = subprocess.Popen(
         [marquee_bin(), "serve", "--port", "0", "--data-dir", data_dir, *(args or [])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env, cwd=ROOT,
+        preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (max_open_files, max_open_files))) if max_open_files else None,
     )
     server = ServerProcess(process=process, base_url="", data_dir=data_dir)
 

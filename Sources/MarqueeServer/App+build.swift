@@ -55,6 +55,13 @@ public func buildApplication(
     var gatewayConfiguration = RealtimeGateway.Configuration()
     gatewayConfiguration.maxFrameBytes = config.limits.maxFrameBytes
     gatewayConfiguration.maxConnectionsPerIP = config.limits.maxConnectionsPerIP
+    if let maxConnections = config.limits.maxConnections {
+        gatewayConfiguration.maxConnections = maxConnections
+    } else if let descriptors = FileLimit.raiseToMaximum() {
+        gatewayConfiguration.maxConnections = FileLimit.socketBudget(descriptors: descriptors)
+        logger.info(
+            "realtime connection limit", metadata: ["max_connections": "\(gatewayConfiguration.maxConnections)", "open_files": "\(descriptors)"])
+    }
     gatewayConfiguration.maxConnectionsPerUser = config.limits.maxConnectionsPerUser
     gatewayConfiguration.limits.maxChannels = config.limits.maxChannelsPerConnection
     gatewayConfiguration.limits.joinsPerSecond = config.limits.joinsPerSecond

@@ -26,6 +26,9 @@ public struct MarqueeConfig: Sendable {
         public var maxChannelsPerConnection = 100
         public var joinsPerSecond = 10.0
         public var messagesPerSecond = 100.0
+        /// Realtime sockets open at once, in all; nil: derived from the open-file limit at start
+        /// (``FileLimit/socketBudget(descriptors:)``).
+        public var maxConnections: Int?
         public var maxConnectionsPerIP = 1000
         public var maxConnectionsPerUser = 20
         public var broadcastsPerSecondPerTopic = 100.0
@@ -70,6 +73,7 @@ public struct MarqueeConfig: Sendable {
         try number("MARQUEE_MAX_CHANNELS") { config.limits.maxChannelsPerConnection = Int($0) }
         try number("MARQUEE_JOINS_PER_SECOND") { config.limits.joinsPerSecond = $0 }
         try number("MARQUEE_MESSAGES_PER_SECOND") { config.limits.messagesPerSecond = $0 }
+        try number("MARQUEE_MAX_CONNECTIONS") { config.limits.maxConnections = Int($0) }
         try number("MARQUEE_MAX_CONNECTIONS_PER_IP") { config.limits.maxConnectionsPerIP = Int($0) }
         try number("MARQUEE_MAX_CONNECTIONS_PER_USER") { config.limits.maxConnectionsPerUser = Int($0) }
         try number("MARQUEE_BROADCASTS_PER_SECOND") { config.limits.broadcastsPerSecondPerTopic = $0 }

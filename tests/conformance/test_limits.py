@@ -34,6 +34,11 @@ def limited(database):
     srv.stop()
 
 
+def metric_value(server, name):
+    match = re.search(r"^%s (\S+)$" % re.escape(name), httpx.get(server.base_url + "/metrics").text, re.M)
+    return float(match.group(1)) if match else None
+
+
 def limit_hits(server, name):
     text = httpx.get(server.base_url + "/metrics").text
     match = re.search(r'marquee_limit_hits_total\{limit="%s"\} (\d+)' % name, text)
@@ -229,3 +234,44 @@ def test_per_user_cap_holds_across_requests(server):
     capped = reserve("collector", 3)
     assert capped.status_code == 409 and capped.json()["error"]["code"] == "per_user_limit"
     assert capped.json()["error"]["limit"] == 10
+
+
+def test_sockets_past_the_open_file_budget_are_refused_and_the_server_lives(database):
+    """With 300 open files the server keeps its sockets under 300 - 256 = 44: sockets past that are closed with 1013
+    and the limit's name (running out of descriptors would abort the process), and the server goes on serving."""
+    server = start_server(database.url, env={"MARQUEE_MAX_CONNECTIONS_PER_IP": "100000"}, max_open_files=300)
+    try:
+        server.wait_for_output(r"max_connections=44 open_files=300", timeout=10)
+
+        async def scenario():
+            kept, refused = [], 0
+            for _ in range(120):
+                conn = await open_conn(server)
+                try:
+                    await conn.reply(await conn.push("phoenix", "heartbeat", {}))
+                    kept.append(conn)
+                except websockets.ConnectionClosed as closed:
+                    assert closed.rcvd.code == 1013 and closed.rcvd.reason.startswith("ServerConnectionLimitReached"), closed
+                    refused += 1
+            assert len(kept) == 44 and refused == 76
+            assert server.process.poll() is None
+            ref = await kept[0].push("phoenix", "heartbeat", {})
+            assert (await kept[0].reply(ref))["payload"]["status"] == "ok"
+            for c in kept:
+                await c.ws.close()
+            # room again once the server has let the sockets go
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while metric_value(server, "marquee_realtime_connections") != 0:
+                assert loop.time() < deadline, "the server still counts the closed sockets"
+                await asyncio.sleep(0.05)
+            again = await open_conn(server)
+            ref = await again.push("phoenix", "heartbeat", {})
+            assert (await again.reply(ref))["payload"]["status"] == "ok"
+            await again.ws.close()
+
+        asyncio.run(scenario())
+        assert limit_hits(server, "ServerConnectionLimitReached") == 76
+        assert httpx.get(server.base_url + "/readyz").status_code == 200
+    finally:
+        server.stop()

@@ -19,6 +19,8 @@ public final class RealtimeGateway: Sendable {
         public var maxFrameBytes = 1 << 20
         public var outboxCapacity = 4096
         public var limits = SessionLimits()
+        /// Realtime sockets open at once, in all (one past it is closed with 1013 and `ServerConnectionLimitReached`).
+        public var maxConnections = Int.max
         public var maxConnectionsPerIP = 1000
         public var maxConnectionsPerUser = 20
         public init() {}
@@ -78,8 +80,12 @@ public final class RealtimeGateway: Sendable {
         }
     }
 
+    /// The key every socket is counted under (against ``Configuration/maxConnections``).
+    static let allConnections = "all"
+
     private func connectToken(_ request: Request) async -> TokenCheck {
-        let key = request.headers[HTTPField.Name("x-api-key")!] ?? request.uri.queryParameters.get("apikey") ?? request.headers[HTTPField.Name("apikey")!]
+        let key =
+            request.headers[HTTPField.Name("x-api-key")!] ?? request.uri.queryParameters.get("apikey") ?? request.headers[HTTPField.Name("apikey")!]
         guard let key, !key.isEmpty else { return .invalid("InvalidJWTToken: API key is missing") }
         return await check(key)
     }
@@ -88,13 +94,16 @@ public final class RealtimeGateway: Sendable {
     func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request, address: String) async throws {
         let serializer = PhoenixSerializer(vsn: request.uri.queryParameters.get("vsn")) ?? .v1
         let connectCheck = await connectToken(request)
-        var keys: [(key: String, limit: Int)] = [("ip:\(address)", configuration.maxConnectionsPerIP)]
+        var keys: [(key: String, limit: Int)] = [
+            (Self.allConnections, configuration.maxConnections), ("ip:\(address)", configuration.maxConnectionsPerIP),
+        ]
         if case .valid(let viewer, _) = connectCheck, let user = viewer.userID { keys.append(("user:\(user)", configuration.maxConnectionsPerUser)) }
         if let full = hub.admit(keys: keys) {
-            let limit: LimitName = full.hasPrefix("ip:") ? .connectionsPerIP : .connectionsPerUser
+            let limit: LimitName = full == Self.allConnections ? .connections : full.hasPrefix("ip:") ? .connectionsPerIP : .connectionsPerUser
             recordLimit(limit, client: full, logger: logger)
-            let what = limit == .connectionsPerIP ? "from this address" : "for this user"
-            try? await outbound.close(.policyViolation, reason: "\(limit.rawValue): Too many connections \(what)")
+            let what = limit == .connections ? "on this server" : limit == .connectionsPerIP ? "from this address" : "for this user"
+            try? await outbound.close(
+                limit == .connections ? .unknown(1013) : .policyViolation, reason: "\(limit.rawValue): Too many connections \(what)")
             return
         }
         defer { hub.release(keys: keys.map(\.key)) }
@@ -241,7 +250,8 @@ public final class RealtimeGateway: Sendable {
                 } else {
                     recordLimit(.broadcasts, client: client, logger: logger)
                     reply = .object([
-                        "status": "error", "response": .object(["reason": "BroadcastRateLimitReached: Too many broadcast messages per second on this topic"]),
+                        "status": "error",
+                        "response": .object(["reason": "BroadcastRateLimitReached: Too many broadcast messages per second on this topic"]),
                     ])
                 }
                 let message = PhoenixMessage(joinRef: request.joinRef, ref: request.ref, topic: topic, event: "phx_reply", payload: reply)
@@ -302,17 +312,20 @@ public final class RealtimeGateway: Sendable {
                 for row in rows where subscription.filter.matches(row) {
                     let full = hub.policy.seesEverything(table: subscription.table, record: row, viewer: subscription.viewer)
                     let change = RowChange(
-                        schema: parts[0], table: parts[1], kind: .update, commitTimestamp: PgTimestamp(unixMicroseconds: Int64(Date().timeIntervalSince1970 * 1_000_000)),
+                        schema: parts[0], table: parts[1], kind: .update,
+                        commitTimestamp: PgTimestamp(unixMicroseconds: Int64(Date().timeIntervalSince1970 * 1_000_000)),
                         commitLSN: .invalid, xid: 0, columns: columns, record: row, oldRecord: [:], unchangedToastColumns: [])
                     var payload = ChangePayload.build(
-                        change: change, kind: .update, ids: [subscription.bindingID], visibleColumns: full ? nil : hub.policy.publicColumns(table: subscription.table),
+                        change: change, kind: .update, ids: [subscription.bindingID],
+                        visibleColumns: full ? nil : hub.policy.publicColumns(table: subscription.table),
                         select: subscription.select)
                     if case .object(var object) = payload, case .object(var data) = object["data"] {
                         data["snapshot"] = JSONValue.bool(true)
                         object["data"] = JSONValue.object(data)
                         payload = .object(object)
                     }
-                    connection.outbox.enqueue(.text(connection.serializer.encode(PhoenixMessage(topic: topic, event: "postgres_changes", payload: payload))))
+                    connection.outbox.enqueue(
+                        .text(connection.serializer.encode(PhoenixMessage(topic: topic, event: "postgres_changes", payload: payload))))
                 }
             } catch {
                 logger.warning("snapshot failed", metadata: ["topic": "\(topic)", "error": "\(describeError(error))"])

@@ -33,6 +33,8 @@ public enum LimitName: String, Sendable, CaseIterable {
     case messages = "ClientMessageRateLimitReached"
     case connectionsPerIP = "ConnectionRateLimitReached"
     case connectionsPerUser = "UserConnectionRateLimitReached"
+    /// The server holds as many sockets as its open-file limit allows.
+    case connections = "ServerConnectionLimitReached"
     case broadcasts = "BroadcastRateLimitReached"
     case frameSize = "FrameTooLarge"
     case reservations = "ReservationRateLimitReached"
