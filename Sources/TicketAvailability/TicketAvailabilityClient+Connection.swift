@@ -107,11 +107,15 @@ extension TicketAvailabilityClient {
             attempt.cancel()
             outcome.finish()
         }
-        // the socket is done with; the transport closes it in the background
+        // the socket is done with: the transport closes it in the background, except when the client stops (shutdown,
+        // last subscription gone), which waits for the close (bounded by the transport's close timeout)
         attempt.cancel()
         connectTimer?.cancel()
         connectTimer = nil
-        if Task.isCancelled { return }
+        if Task.isCancelled {
+            await attempt.value
+            return
+        }
         switch result {
         case .success:
             report(.connectionFailed("the connection ended"))

@@ -106,4 +106,34 @@ import Testing
             try await scene.waitForConvergence(followers, "after the restart")
         }
     }
+
+    /// PostgreSQL itself is restarted under the running server (a private embedded cluster, so that the shared test
+    /// cluster is left alone) while reservations go on.
+    @Test func clientsConvergeAfterPostgreSQLRestarts() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("marquee-pg-restart-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let postgres = EmbeddedPostgres(dataDirectory: directory + "/db", logger: Logger(label: "pg-restart-test"))
+        let url = try DatabaseURL(parsing: try await postgres.start())
+        do {
+            try await FaultScene.run(database: url) { scene, keep in
+                let followers = try await Follower.start(
+                    Self.followerCount, scene.configuration(), event: scene.event, http: scene.http, signal: scene.signal,
+                    keep: keep)
+                try await scene.waitForFirstPictures(followers)
+                let burst = ReservationBurst.start(database: scene.database, event: scene.event, types: scene.types, signal: scene.signal)
+                try await burst.waitForMore(10, "before the restart")
+                try await postgres.stop()
+                _ = try await postgres.start(preferredPort: url.port)
+                try await burst.waitForMore(20, "after the restart")
+                await burst.stop()
+                try await scene.waitForConvergence(followers, "after PostgreSQL restarted")
+                try await scene.waitForStatus(followers, "connected") { $0 == .connected }
+            }
+        } catch {
+            try? await postgres.stop()
+            throw error
+        }
+        try await postgres.stop()
+    }
 }

@@ -69,4 +69,21 @@ import Testing
             await buyer.shutdown()
         }
     }
+
+    /// Shutting a client down closes its socket: the server lets the connection go (no socket is left open for the
+    /// server to wait on when it stops).
+    @Test func shutdownClosesTheSocket() async throws {
+        try await withLiveServer { server in
+            let (event, _) = try await server.createEvent(capacity: 5)
+            let anon = try await server.token(.anon, sub: nil)
+            let client = TicketAvailabilityClient(configuration: .init(baseURL: server.baseURL, accessToken: anon))
+            let subscription = try await client.subscribe(event: event)
+            _ = try await firstMatch(subscription, "waiting for the first picture") { _ in true }
+            #expect(try await server.openSockets() == 1)
+            await client.shutdown()
+            try await withDeadline(.seconds(5), "waiting for the server to let the socket go") {
+                while try await server.openSockets() != 0 { try await Task.sleep(for: .milliseconds(20)) }
+            }
+        }
+    }
 }

@@ -123,6 +123,17 @@ struct LiveServer: Sendable {
         return (event, type)
     }
 
+    /// Realtime sockets the server holds open now (from `/metrics`).
+    func openSockets() async throws -> Int {
+        let response = try await URLSessionHTTPTransport().send(
+            HTTPRequest(method: "GET", url: baseURL.appendingPathComponent("metrics"), headers: [:], body: Data()))
+        let text = String(decoding: response.body, as: UTF8.self)
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("marquee_realtime_connections ") }),
+            let value = Double(line.split(separator: " ").last ?? "")
+        else { throw TestFailure("no marquee_realtime_connections in /metrics") }
+        return Int(value)
+    }
+
     /// The database's counts, as the availability endpoint reads them.
     func truth(_ event: UUID) async throws -> AvailabilitySnapshot {
         try await MarqueeAPI(baseURL: baseURL, http: URLSessionHTTPTransport()).availability(event: event)
