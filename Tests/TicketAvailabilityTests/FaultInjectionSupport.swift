@@ -176,11 +176,14 @@ final class ReservationBurst: Sendable {
             let quantity = 1 + round % 3
             let user = "burst-\(UUID().uuidString.prefix(8))"
             do {
-                try await client.query(
-                    """
-                    insert into tickets (event_id, event_ticket_id, user_id, quantity, status, hold_expires_at, idempotency_key)
-                    values (\(event), \(type), \(user), \(quantity), 'reserved', now() + interval '10 minutes', \(UUID().uuidString))
-                    """, logger: Self.logger)
+                // a query can hang on a connection the database closed while it was idle (a restart): give it up
+                try await withDeadline(.seconds(2), "a reservation") {
+                    try await client.query(
+                        """
+                        insert into tickets (event_id, event_ticket_id, user_id, quantity, status, hold_expires_at, idempotency_key)
+                        values (\(event), \(type), \(user), \(quantity), 'reserved', now() + interval '10 minutes', \(UUID().uuidString))
+                        """, logger: Self.logger)
+                }
                 counts.withLock { $0.reserved += 1 }
                 signal.bump()
             } catch {
