@@ -43,10 +43,10 @@ def database(admin_url=None, binary=None):
         work = tempfile.mkdtemp(prefix="marquee-bench-db-")
         os.chmod(work, 0o755)
         admin_url = subprocess.check_output([binary, "db", "start", "--data-dir", f"{work}/db", "--log-level", "warning"],
-                                            text=True).strip()
+                                            text=True, timeout=120).strip()
     name = "bench_" + uuid.uuid4().hex[:8]
     try:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
+        with connect(admin_url) as conn:
             conn.execute(f'create database "{name}"')
             postgres = None
             try:
@@ -58,14 +58,14 @@ def database(admin_url=None, binary=None):
         yield with_database(admin_url, name), postgres
     finally:
         try:
-            with psycopg.connect(admin_url, autocommit=True) as conn:
+            with connect(admin_url) as conn:
                 conn.execute("select pg_drop_replication_slot(slot_name) from pg_replication_slots "
                              "where database = %s and not active", (name,))
                 conn.execute(f'drop database if exists "{name}" with (force)')
         except Exception:
             pass
         if work:
-            subprocess.run([binary, "db", "stop", "--data-dir", f"{work}/db"], check=False, capture_output=True)
+            subprocess.run([binary, "db", "stop", "--data-dir", f"{work}/db"], check=False, capture_output=True, timeout=120)
             shutil.rmtree(work, ignore_errors=True)
 
 
@@ -82,6 +82,12 @@ def marquee_server(db_url, env=None):
     finally:
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def connect(url):
+    """A psycopg connection (autocommit) whose connect and statements are bounded in time: a benchmark that cannot
+    reach its database fails with an error instead of waiting forever."""
+    return psycopg.connect(url, autocommit=True, connect_timeout=10, options="-c statement_timeout=120000")
 
 
 def loadavg():
@@ -106,6 +112,23 @@ def machine():
                platform.processor())
     mem = next((line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal")), "0")
     return f"{os.cpu_count()} cores ({cpu}), {int(mem) / 1024 / 1024:.0f} GiB RAM, Linux {platform.release()}"
+
+
+class RunContext:
+    """How busy the machine was when a benchmark started and ended, for the sentence under its results table."""
+
+    def __init__(self):
+        self.started = now_utc()
+        self.load_start = loadavg()
+        self.busy_start = busy_processes(exclude={os.getpid()})
+
+    def describe(self):
+        load_end, busy_end = loadavg(), busy_processes(exclude={os.getpid()})
+        busy = ""
+        if self.busy_start or busy_end:
+            busy = (f" **The machine was busy**: at the start {', '.join(self.busy_start) or 'nothing else'}; "
+                    f"at the end {', '.join(busy_end) or 'nothing else'}.")
+        return f"Machine: {machine()}; load average (1/5/15 min) {self.load_start} at the start, {load_end} at the end.{busy}"
 
 
 def now_utc():

@@ -33,7 +33,6 @@ from datetime import datetime, timezone
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 import loadgen  # noqa: E402
-import psycopg  # noqa: E402
 
 NCHAN_MODULE_PATHS = ["/usr/lib/nginx/modules/ngx_nchan_module.so", "/usr/share/nginx/modules/ngx_nchan_module.so"]
 
@@ -157,7 +156,7 @@ def summarize(server, n, rate, seconds, commits, elapsed, result, final_ok, expe
 
 def run_marquee(db_url, postgres, n, rate, seconds, workers, client, final_timeout, log, perf_file=None):
     with common.marquee_server(db_url) as server:  # it applies the migrations
-        with psycopg.connect(db_url, autocommit=True) as conn:
+        with common.connect(db_url) as conn:
             event_id = conn.execute("insert into events (name, starts_at) values ('fan-out bench', now()) returning id").fetchone()[0]
             type_id = conn.execute("insert into event_tickets (event_id, name, price_cents, capacity, max_per_user) "
                                    "values (%s, 'GA', 1000, 100000000, 1000000) returning id", (event_id,)).fetchone()[0]
@@ -182,7 +181,7 @@ def run_marquee(db_url, postgres, n, rate, seconds, workers, client, final_timeo
             cpu0, pg0 = group.cpu(), postgres.cpu() if postgres else (0.0, 0.0)
             start = time.monotonic()
             commits = 0
-            with psycopg.connect(db_url, autocommit=True) as conn:
+            with common.connect(db_url) as conn:
                 while time.monotonic() - start < seconds:
                     pace(start, commits, rate)
                     conn.execute("insert into tickets (event_id, event_ticket_id, user_id, quantity, status, hold_expires_at) "
@@ -306,7 +305,7 @@ def main(argv=None):
     log = (lambda *_: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
     nofile = loadgen.raise_nofile()
     binary = common.marquee_binary()
-    load_start, busy_start, started = common.loadavg(), common.busy_processes(exclude={os.getpid()}), common.now_utc()
+    run = common.RunContext()
     rows = []
     size = args.payload
     with common.database(args.database_url, binary) as (db_url, postgres):
@@ -329,22 +328,18 @@ def main(argv=None):
                     log(f"nchan at {n}: {exc!r}")
                     row = {"server": "Nchan", "subscribers": n, "rate": rate, "error": f"{type(exc).__name__}: {exc}"[:200].replace("\n", " ").replace("|", "/")}
                 rows.append(row)
-    load_end, busy_end = common.loadavg(), common.busy_processes(exclude={os.getpid()})
+    context = run.describe()
 
     command = ".venv/bin/python bench/compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
     rate_text = f"{args.rate:g} commits/s" if args.rate else f"{args.deliveries:g} deliveries/s (commits/s = that ÷ N)"
-    busy = ""
-    if busy_start or busy_end:
-        busy = (f" **The machine was busy**: at the start {', '.join(busy_start) or 'nothing else'}; "
-                f"at the end {', '.join(busy_end) or 'nothing else'}.")
     rates = [r["delivered"] / r["gen_cpu"] for r in rows if "error" not in r and r.get("gen_cpu")]
     ceiling = (f" Load generator ceiling: about {args.workers * min(rates) / 1000:.0f}k deliveries/s "
                f"({args.workers} processes × the lowest deliveries per generator CPU-second of this run), "
                f"if it had a core per process." if rates else "")
     text = "\n".join([
-        f"### Fan-out, Marquee vs Nchan, {started} UTC", "",
+        f"### Fan-out, Marquee vs Nchan, {run.started} UTC", "",
         f"`{command}`", "",
-        f"Machine: {common.machine()}; load average (1/5/15 min) {load_start} at the start, {load_end} at the end.{busy} "
+        f"{context} "
         f"Marquee: `marquee serve` ({common.build_kind(binary)} build), PostgreSQL on the same machine. Nchan: Debian nginx "
         f"+ libnginx-mod-nchan, {args.nginx_workers} worker processes. Rate: {rate_text} for {args.seconds:g} s. "
         f"Load generator: {args.workers} processes, `{args.client}` on uvloop, RLIMIT_NOFILE {nofile}.{ceiling}", "",

@@ -88,6 +88,14 @@ class Subscriber:
         self.closed = False
         self.send = None
 
+    def attach(self, send, join):
+        """The socket is open: `send` writes a text frame; a Marquee subscriber joins, a plain one is ready at once."""
+        self.send = send
+        if join:
+            send(join)
+        else:
+            self.ready.set_result(True)
+
     def on_text(self, data, now):
         stats = self.stats
         i = data.find(b'"commit_timestamp":"')
@@ -169,11 +177,7 @@ async def open_picows(sub, url, source, join):
 
     transport, _ = await ws_connect(Listener, url, socket_factory=factory, websocket_handshake_timeout=60,
                                     max_frame_size=16 * 1024 * 1024)
-    sub.send = lambda data: transport.send(WSMsgType.TEXT, data)
-    if join:
-        sub.send(join)
-    else:
-        sub.ready.set_result(True)
+    sub.attach(lambda data: transport.send(WSMsgType.TEXT, data), join)
 
     async def close():
         transport.disconnect()
@@ -198,11 +202,7 @@ async def open_websockets(sub, url, source, join):
             sub.ready.set_exception(ConnectionError("closed before subscribed"))
 
     task = asyncio.get_running_loop().create_task(reader())
-    sub.send = lambda data: asyncio.ensure_future(ws.send(data.decode()))
-    if join:
-        sub.send(join)
-    else:
-        sub.ready.set_result(True)
+    sub.attach(lambda data: asyncio.ensure_future(ws.send(data.decode())), join)
 
     async def close():
         task.cancel()

@@ -27,7 +27,6 @@ from collections import Counter
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 import loadgen  # noqa: E402
-import psycopg  # noqa: E402
 
 INVARIANTS = """
     select et.id, et.capacity, et.sold, et.reserved, et.available,
@@ -84,17 +83,24 @@ async def read_response(reader):
     return status, await reader.readexactly(length) if length else b""
 
 
+REQUEST_TIMEOUT = 30.0  # an answer slower than this is counted as "timeout" (a server that never answers is a bug)
+
+
 async def api_load(host, port, event_id, type_ids, concurrency, seconds, label):
-    """Buyers on `concurrency` keep-alive connections for `seconds`; returns (status counts, latencies, elapsed)."""
+    """Buyers on `concurrency` keep-alive connections for `seconds`; returns (status counts, latencies, elapsed).
+    Every wait is bounded: a request without an answer within REQUEST_TIMEOUT counts as "timeout" and its connection
+    is replaced, so the run ends on time whatever the server does."""
     statuses = Counter()
     latencies = []
     counter = iter(range(10**12))
     deadline = time.monotonic() + seconds
 
     async def buyer(c):
-        reader, writer = await asyncio.open_connection(host, port)
+        writer = None
         try:
             while time.monotonic() < deadline:
+                if writer is None:
+                    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), REQUEST_TIMEOUT)
                 k = next(counter)
                 user = f"{label}-{k}"
                 type_id = type_ids[k % len(type_ids)]
@@ -104,19 +110,26 @@ async def api_load(host, port, event_id, type_ids, concurrency, seconds, label):
                         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
                 t0 = time.monotonic()
                 writer.write(head + body)
-                status, _ = await read_response(reader)
+                try:
+                    status, _ = await asyncio.wait_for(read_response(reader), REQUEST_TIMEOUT)
+                except asyncio.TimeoutError:
+                    statuses["timeout"] += 1
+                    writer.close()
+                    writer = None
+                    continue
                 latencies.append(time.monotonic() - t0)
                 statuses[status] += 1
         finally:
-            writer.close()
+            if writer is not None:
+                writer.close()
 
     start = time.monotonic()
-    await asyncio.gather(*(buyer(c) for c in range(concurrency)))
+    await asyncio.wait_for(asyncio.gather(*(buyer(c) for c in range(concurrency))), seconds + 2 * REQUEST_TIMEOUT + 10)
     return statuses, latencies, time.monotonic() - start
 
 
 def run_api(server, db_url, postgres, types, capacity, concurrency, seconds, log):
-    with psycopg.connect(db_url, autocommit=True) as conn:
+    with common.connect(db_url) as conn:
         event_id, type_ids = make_event(conn, types, capacity, f"api {types}")
     group = loadgen.ProcessGroup(server.process.pid)
     cpu0, pg0, own0 = group.cpu(), postgres.cpu() if postgres else (0, 0), os.times()
@@ -128,7 +141,7 @@ def run_api(server, db_url, postgres, types, capacity, concurrency, seconds, log
     statuses, latencies, elapsed = runner(api_load("127.0.0.1", server.port, event_id, type_ids, concurrency, seconds,
                                                    f"b{uuid.uuid4().hex[:6]}"))
     cpu1, pg1, own1 = group.cpu(), postgres.cpu() if postgres else (0, 0), os.times()
-    with psycopg.connect(db_url, autocommit=True) as conn:
+    with common.connect(db_url) as conn:
         rows = conn.execute("select count(*), coalesce(sum(quantity), 0) from tickets t join event_tickets et on et.id = t.event_ticket_id "
                             "where et.event_id = %s", (event_id,)).fetchone()
         sold_reserved = conn.execute("select coalesce(sum(sold + reserved), 0), coalesce(sum(capacity), 0) from event_tickets "
@@ -155,7 +168,7 @@ def pgbench_binary():
 def run_pgbench(db_url, postgres, types, capacity, concurrency, seconds, log):
     # a sold-out insert raises, and pgbench aborts a client on an error: its types have seats enough for the run
     capacity = max(capacity, 10000000)
-    with psycopg.connect(db_url, autocommit=True) as conn:
+    with common.connect(db_url) as conn:
         event_id, type_ids = make_event(conn, types, capacity, f"pgbench {types}")
         table = "bench_targets_" + uuid.uuid4().hex[:8]
         conn.execute(f"create table {table} (k int primary key, event_id uuid, type_id uuid)")
@@ -181,7 +194,7 @@ def run_pgbench(db_url, postgres, types, capacity, concurrency, seconds, log):
     done = int(re.search(r"number of transactions actually processed: (\d+)", out.stdout).group(1))
     failed = re.search(r"number of failed transactions: (\d+)", out.stdout)
     lat = re.search(r"latency average = ([\d.]+) ms", out.stdout)
-    with psycopg.connect(db_url, autocommit=True) as conn:
+    with common.connect(db_url) as conn:
         rows = conn.execute("select count(*) from tickets t join event_tickets et on et.id = t.event_ticket_id where et.event_id = %s",
                             (event_id,)).fetchone()[0]
         sold_reserved = conn.execute("select coalesce(sum(sold + reserved), 0), coalesce(sum(capacity), 0) from event_tickets "
@@ -237,7 +250,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     log = (lambda *_: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
     binary = common.marquee_binary()
-    load_start, busy_start, started = common.loadavg(), common.busy_processes(exclude={os.getpid()}), common.now_utc()
+    run = common.RunContext()
     rows = []
     with common.database(args.database_url, binary) as (db_url, postgres):
         with common.marquee_server(db_url) as server:
@@ -252,16 +265,12 @@ def main(argv=None):
                         log(f"{path} with {types} types: {exc!r}")
                         rows.append({"path": "HTTP API" if path == "api" else "pgbench (SQL)", "types": types,
                                      "error": f"{type(exc).__name__}: {exc}"[:200].replace("\n", " ").replace("|", "/")})
-    load_end, busy_end = common.loadavg(), common.busy_processes(exclude={os.getpid()})
+    context = run.describe()
     command = ".venv/bin/python bench/reservations.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    busy = ""
-    if busy_start or busy_end:
-        busy = (f" **The machine was busy**: at the start {', '.join(busy_start) or 'nothing else'}; "
-                f"at the end {', '.join(busy_end) or 'nothing else'}.")
     text = "\n".join([
-        f"### Reservation throughput, HTTP API vs pgbench, {started} UTC", "",
+        f"### Reservation throughput, HTTP API vs pgbench, {run.started} UTC", "",
         f"`{command}`", "",
-        f"Machine: {common.machine()}; load average {load_start} at the start, {load_end} at the end.{busy} "
+        f"{context} "
         f"Marquee: `marquee serve` ({common.build_kind(binary)} build); PostgreSQL on the same machine; buyers: one uvloop "
         f"process with {args.concurrency} keep-alive connections, a distinct user per request; pgbench: "
         f"{args.concurrency} clients, the API's insert. Capacity {args.capacity} per type for the API runs (pgbench's "
