@@ -13,6 +13,7 @@ from conftest import ROOT, admin_url, marquee_bin
 
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import compare  # noqa: E402
+import hot_row  # noqa: E402
 import reservations  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
@@ -97,3 +98,18 @@ def test_reservation_throughput_never_oversells(results_file, bench_temp):
     text = open(results_file).read()
     assert "### Reservation throughput, HTTP API vs pgbench" in text
     assert "HTTP API ÷ pgbench reservations/s" in text
+
+
+def test_hot_row_variants_never_oversell(results_file, bench_temp):
+    rows = hot_row.main(["--clients", "8", "--seconds", "1", "--shards", "4", "--batches", "8", "--sell-out", "40",
+                         "--database-url", admin_url(), "--results", results_file, "--write", "--quiet"])
+
+    assert [r["variant"] for r in rows] == ["one row", "4 rows", "one row, batches of 8"]
+    for r in rows:
+        assert "error" not in r, r
+        for run in (r, r["sell_out"]):
+            assert run["over"] == 0 and run["mismatched"] == 0, run
+            assert run["taken"] == run["holds"] <= run["capacity"], run
+        assert r["holds"] > 0, r
+        assert r["sell_out"]["holds"] == 40, f"the small capacity (a multiple of the batch) was not sold out exactly: {r}"
+    assert "### One hot ticket type" in open(results_file).read()
