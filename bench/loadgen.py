@@ -236,7 +236,7 @@ async def _worker(conn, spec):
         source = spec["sources"][i % len(spec["sources"])]
         async with gate:
             try:
-                closers.append(await opener(sub, spec["url"], source, join))
+                closers.append(await opener(sub, spec["urls"][i % len(spec["urls"])], source, join))
                 await asyncio.wait_for(sub.ready, 120)
                 subs.append(sub)
             except Exception as exc:  # counted and reported; the run says how many failed
@@ -306,7 +306,8 @@ async def _worker(conn, spec):
 
 
 class Workers:
-    """A set of subscriber worker processes, driven from the parent."""
+    """A set of subscriber worker processes, driven from the parent. `url` is one server's socket URL, or a list of
+    them (several nodes): each worker spreads its subscribers over the list."""
 
     def __init__(self, kind, url, total, workers=2, client="picows", event_id=None, concurrency=100):
         self.ctx = mp.get_context("spawn")
@@ -317,7 +318,7 @@ class Workers:
             if not n:
                 continue
             parent, child = self.ctx.Pipe()
-            spec = {"kind": kind, "url": url, "count": n, "client": client, "event_id": event_id, "sources": sources,
+            spec = {"kind": kind, "urls": [url] if isinstance(url, str) else list(url), "count": n, "client": client, "event_id": event_id, "sources": sources,
                     "concurrency": concurrency}
             p = self.ctx.Process(target=worker_main, args=(child, spec), daemon=True)
             p.start()

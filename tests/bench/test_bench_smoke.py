@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 import compare  # noqa: E402
 import hot_row  # noqa: E402
 import reservations  # noqa: E402
+import scale  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -113,3 +114,16 @@ def test_hot_row_variants_never_oversell(results_file, bench_temp):
         assert r["holds"] > 0, r
         assert r["sell_out"]["holds"] == 40, f"the small capacity (a multiple of the batch) was not sold out exactly: {r}"
     assert "### One hot ticket type" in open(results_file).read()
+
+
+def test_subscribers_spread_over_nodes_all_reach_the_final_state(results_file, bench_temp):
+    row = scale.main(["--subscribers", "60", "--nodes", "2", "--workers", "2", "--rate", "10", "--seconds", "2",
+                      "--final-timeout", "60", "--database-url", admin_url(), "--results", results_file, "--write", "--quiet"])
+
+    assert "error" not in row, row
+    assert row["subscribed"] == 60 and row["closed"] == 0 and row["alive"], row
+    assert row["commits"] > 0 and row["final_ok"] == 60 and row["wrong_final"] == 0, row
+    assert row["duplicates"] == 0 and row["delivered"] >= row["expected"] - row["gaps"], row
+    assert len(row["nodes_detail"]) == 2, row
+    assert "### Many subscribers on one event" in open(results_file).read()
+    assert not own_processes("marquee"), "the benchmark left servers running"
