@@ -90,6 +90,15 @@ def connect(url):
     return psycopg.connect(url, autocommit=True, connect_timeout=10, options="-c statement_timeout=120000")
 
 
+def command_line(script, argv):
+    """The command that reran this benchmark, for its results: a database URL (with its password) becomes ADMIN_URL."""
+    args = list(argv if argv is not None else sys.argv[1:])
+    for i, arg in enumerate(args):
+        if args[i - 1:i] == ["--database-url"]:
+            args[i] = "ADMIN_URL"
+    return f".venv/bin/python bench/{script} " + " ".join(args)
+
+
 def loadavg():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])

@@ -330,7 +330,7 @@ def main(argv=None):
                 rows.append(row)
     context = run.describe()
 
-    command = ".venv/bin/python bench/compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = common.command_line("compare.py", argv)
     rate_text = f"{args.rate:g} commits/s" if args.rate else f"{args.deliveries:g} deliveries/s (commits/s = that ÷ N)"
     rates = [r["delivered"] / r["gen_cpu"] for r in rows if "error" not in r and r.get("gen_cpu")]
     ceiling = (f" Load generator ceiling: about {args.workers * min(rates) / 1000:.0f}k deliveries/s "

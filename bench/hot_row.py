@@ -151,7 +151,7 @@ def main(argv=None):
                 rows.append(row)
             except Exception as exc:
                 rows.append({"variant": name, "error": f"{type(exc).__name__}: {exc}"[:200].replace("\n", " ").replace("|", "/")})
-    command = ".venv/bin/python bench/hot_row.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = common.command_line("hot_row.py", argv)
     text = "\n".join([
         f"### One hot ticket type: one counter row, split rows, batched holds (pgbench), {context.started} UTC", "",
         f"`{command}`", "",

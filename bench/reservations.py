@@ -266,7 +266,7 @@ def main(argv=None):
                         rows.append({"path": "HTTP API" if path == "api" else "pgbench (SQL)", "types": types,
                                      "error": f"{type(exc).__name__}: {exc}"[:200].replace("\n", " ").replace("|", "/")})
     context = run.describe()
-    command = ".venv/bin/python bench/reservations.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = common.command_line("reservations.py", argv)
     text = "\n".join([
         f"### Reservation throughput, HTTP API vs pgbench, {run.started} UTC", "",
         f"`{command}`", "",

@@ -121,7 +121,7 @@ def main(argv=None):
             log(f"failed: {exc!r}")
             row = {"subscribers": args.subscribers, "nodes": args.nodes,
                    "error": f"{type(exc).__name__}: {exc}"[:200].replace("\n", " ").replace("|", "/")}
-    command = ".venv/bin/python bench/scale.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = common.command_line("scale.py", argv)
     text = "\n".join([
         f"### Many subscribers on one event, {context.started} UTC", "", f"`{command}`", "",
         f"{context.describe()} Marquee: {args.nodes} `marquee serve` nodes ({common.build_kind(binary)} build) on one "
