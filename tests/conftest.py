@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from urllib.parse import urlparse, urlunparse
 
+import httpx
 import jwt
 import psycopg
 import pytest
@@ -46,6 +47,22 @@ def make_token(sub=None, role="authenticated", expires_in=3600, secret=TEST_SECR
     if expires_in is not None:
         claims["exp"] = now + expires_in
     return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def create_event(base_url, capacities=(50,), name=None, label="Test", starts_at="2030-01-01T20:00:00Z",
+                 price=lambda i, n: 1000 * (i + 1)) -> dict:
+    """Creates an event through the API (service role) with one ticket type per capacity; `price(i, n)` gives type
+    i of n its price in cents."""
+    body = {
+        "name": name or f"{label} {uuid.uuid4().hex[:6]}",
+        "starts_at": starts_at,
+        "venue": "Test Hall",
+        "ticket_types": [{"name": f"Type {i}", "price_cents": price(i, len(capacities)), "capacity": c}
+                         for i, c in enumerate(capacities)],
+    }
+    r = httpx.post(f"{base_url}/api/events", json=body, headers={"Authorization": "Bearer " + make_token(role="service_role")})
+    assert r.status_code == 201, r.text
+    return r.json()
 
 
 @dataclass

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from conftest import make_token, start_server
+from conftest import create_event as shared_create_event, make_token, start_server
 
 CHROMIUM = os.environ.get("MARQUEE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 DEADLINE_MS = 10_000
@@ -70,15 +70,8 @@ def context(browser):
 
 
 def create_event(base_url, capacities=(20,), name=None):
-    body = {
-        "name": name or f"Browser test {uuid.uuid4().hex[:6]}",
-        "starts_at": "2030-06-01T19:30:00Z",
-        "venue": "Test Hall",
-        "ticket_types": [{"name": f"Type {i}", "price_cents": 1500 * (len(capacities) - i), "capacity": c} for i, c in enumerate(capacities)],
-    }
-    r = httpx.post(f"{base_url}/api/events", json=body, headers={"Authorization": "Bearer " + make_token(role="service_role")})
-    assert r.status_code == 201, r.text
-    return r.json()
+    return shared_create_event(base_url, capacities, name, label="Browser test", starts_at="2030-06-01T19:30:00Z",
+                               price=lambda i, n: 1500 * (n - i))
 
 
 def reserve(base_url, event_id, ticket_type_id, quantity=1, user="bob", expect_status=201):

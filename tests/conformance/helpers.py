@@ -6,19 +6,11 @@ import uuid
 
 import httpx
 
-from conftest import make_token
+from conftest import create_event as shared_create_event, make_token
 
 
 def create_event(base_url, capacities=(50,), name=None):
-    body = {
-        "name": name or f"Conformance {uuid.uuid4().hex[:6]}",
-        "starts_at": "2030-01-01T20:00:00Z",
-        "venue": "Test Hall",
-        "ticket_types": [{"name": f"Type {i}", "price_cents": 1000 * (i + 1), "capacity": c} for i, c in enumerate(capacities)],
-    }
-    r = httpx.post(f"{base_url}/api/events", json=body, headers={"Authorization": "Bearer " + make_token(role="service_role")})
-    assert r.status_code == 201, r.text
-    return r.json()
+    return shared_create_event(base_url, capacities, name, label="Conformance")
 
 
 def reserve(base_url, event_id, ticket_type_id, user="alice", quantity=1, email=None):

@@ -12,7 +12,7 @@ import httpx
 import jwt
 import websockets
 
-from conftest import TEST_SECRET, make_token
+from conftest import TEST_SECRET, create_event as shared_create_event, make_token
 
 OTHER_SECRET = "another-secret-another-secret-0123456789abcdef"
 
@@ -33,15 +33,7 @@ def bad_tokens(sub="alice"):
 
 
 def create_event(base_url, capacities=(50,), name=None):
-    body = {
-        "name": name or f"Security {uuid.uuid4().hex[:6]}",
-        "starts_at": "2030-01-01T20:00:00Z",
-        "venue": "Test Hall",
-        "ticket_types": [{"name": f"Type {i}", "price_cents": 1000 * (i + 1), "capacity": c} for i, c in enumerate(capacities)],
-    }
-    r = httpx.post(f"{base_url}/api/events", json=body, headers={"Authorization": "Bearer " + make_token(role="service_role")})
-    assert r.status_code == 201, r.text
-    return r.json()
+    return shared_create_event(base_url, capacities, name, label="Security")
 
 
 def reserve(base_url, event_id, ticket_type_id, user, quantity=1, email=None, token=None):
