@@ -23,6 +23,8 @@ public struct AppDependencies: Sendable {
     public var webMetrics: WebMetrics
     public var analytics: EventAnalytics
     public var httpMetrics: HTTPMetrics
+    /// The bound on every database call made for a request or a join.
+    public var databaseDeadline = DatabaseDeadline()
 }
 
 /// Builds the HTTP application with its services: the connection pool, the hold sweeper, and (when given) the
@@ -36,8 +38,10 @@ public func buildApplication(
 ) async throws -> some ApplicationProtocol {
     let secret = try SecretStore.loadOrCreate(explicit: config.jwtSecret, dataDirectory: config.dataDirectory, logger: logger)
     let authority = await TokenAuthority(secret: secret)
+    let deadline = DatabaseDeadline(config.databaseTimeout)
     var poolConfiguration = database.clientConfiguration()
     poolConfiguration.options.maximumConnections = 20
+    deadline.apply(to: &poolConfiguration.options)
     let client = PostgresClient(configuration: poolConfiguration, backgroundLogger: logger)
     try await Migrator(directory: try Migrator.locateDirectory()).migrate(database, logger: logger)
     // the columns of the published tables, so that a filter on a column that does not exist is refused at join
@@ -70,14 +74,15 @@ public func buildApplication(
     let analytics = EventAnalytics(registry: metrics)
     let dependencies = AppDependencies(
         config: config, database: database, client: client, authority: authority,
-        events: PostgresEventRepository(client: client, logger: logger),
-        reservations: PostgresReservationRepository(client: client, logger: logger),
+        events: PostgresEventRepository(client: client, deadline: deadline, logger: logger),
+        reservations: PostgresReservationRepository(client: client, deadline: deadline, logger: logger),
         hub: hub, feedStatus: feedStatus,
         gateway: RealtimeGateway(
-            hub: hub, authority: authority, snapshots: PostgresSnapshotSource(client: client, logger: logger),
-            broadcasts: PostgresBroadcastStore(client: client, logger: logger), analytics: analytics, configuration: gatewayConfiguration,
-            logger: logger),
-        metrics: metrics, webMetrics: WebMetrics(registry: metrics), analytics: analytics, httpMetrics: HTTPMetrics(registry: metrics))
+            hub: hub, authority: authority, snapshots: PostgresSnapshotSource(client: client, deadline: deadline, logger: logger),
+            broadcasts: PostgresBroadcastStore(client: client, deadline: deadline, logger: logger), analytics: analytics,
+            configuration: gatewayConfiguration, logger: logger),
+        metrics: metrics, webMetrics: WebMetrics(registry: metrics), analytics: analytics, httpMetrics: HTTPMetrics(registry: metrics),
+        databaseDeadline: deadline)
 
     let router = buildRouter(dependencies)
     var app = Application(
@@ -89,7 +94,9 @@ public func buildApplication(
     if let embedded { app.addServices(EmbeddedPostgresService(embedded)) }
     app.addServices(client)
     let slot = ChangeFeed.Configuration.slotName(database: database.database, node: config.nodeName)
-    let feed = ChangeFeed(database: database, hub: hub, status: feedStatus, configuration: .init(slotName: slot), logger: logger)
+    var feedConfiguration = ChangeFeed.Configuration(slotName: slot)
+    feedConfiguration.deadline = DatabaseDeadline(max(config.databaseTimeout, feedConfiguration.deadline.limit))
+    let feed = ChangeFeed(database: database, hub: hub, status: feedStatus, configuration: feedConfiguration, logger: logger)
     try await feed.prepareSlot()
     app.addServices(feed)
     app.addServices(
@@ -97,8 +104,8 @@ public func buildApplication(
             repository: dependencies.reservations, warningSeconds: config.holdWarningSeconds, clock: ContinuousClock(), logger: logger,
             onExpired: { analytics.transition(.expired, count: $0) }))
     let retention = MessageRetention(
-        client: client, retentionSeconds: config.messageRetentionSeconds, removed: hub.metrics.prunedMessages, clock: ContinuousClock(),
-        logger: logger)
+        client: client, retentionSeconds: config.messageRetentionSeconds, removed: hub.metrics.prunedMessages, deadline: deadline,
+        clock: ContinuousClock(), logger: logger)
     app.addServices(retention)
     return app
 }
@@ -114,7 +121,7 @@ public func buildRouter(_ dependencies: AppDependencies) -> Router<MarqueeReques
         var database = "ok"
         do {
             let logger = context.logger
-            try await withDeadline(.seconds(1)) { try await dependencies.client.query("select 1", logger: logger) }
+            try await withDeadline(.seconds(1), "checking the database") { try await dependencies.client.query("select 1", logger: logger) }
         } catch {
             database = "unreachable"
         }
@@ -130,8 +137,10 @@ public func buildRouter(_ dependencies: AppDependencies) -> Router<MarqueeReques
 
     let api = router.group("api")
     let events = api.group("events")
-    EventsController(events: dependencies.events, auth: auth, analytics: dependencies.analytics, client: dependencies.client, hub: dependencies.hub)
-        .addRoutes(to: events)
+    EventsController(
+        events: dependencies.events, auth: auth, analytics: dependencies.analytics, client: dependencies.client, hub: dependencies.hub,
+        deadline: dependencies.databaseDeadline
+    ).addRoutes(to: events)
     ReservationsController(
         reservations: dependencies.reservations, auth: auth, holdSeconds: dependencies.config.holdSeconds,
         maxQuantity: dependencies.config.maxQuantityPerReservation,

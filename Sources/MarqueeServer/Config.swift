@@ -18,6 +18,9 @@ public struct MarqueeConfig: Sendable {
     public var holdWarningSeconds: Int = 60
     /// How long stored broadcast messages are kept (`MARQUEE_MESSAGE_RETENTION_SECONDS`, default 3 days).
     public var messageRetentionSeconds: Int = 3 * 24 * 3600
+    /// How long a request, a join or a background pass waits for the database before giving up with 503
+    /// `database_timeout` (`MARQUEE_DATABASE_TIMEOUT_SECONDS`, default 5); see ``DatabaseDeadline``.
+    public var databaseTimeout: Duration = .seconds(5)
 
     /// Limits of the realtime endpoint and the reservations API (docs/security.md).
     public var limits = Limits()
@@ -70,6 +73,7 @@ public struct MarqueeConfig: Sendable {
             guard let value = Double(text), value > 0 else { throw ConfigError(message: "\(name) must be a number above 0, not '\(text)'") }
             apply(value)
         }
+        try number("MARQUEE_DATABASE_TIMEOUT_SECONDS") { config.databaseTimeout = .milliseconds(Int(($0 * 1000).rounded(.up))) }
         try number("MARQUEE_MAX_CHANNELS") { config.limits.maxChannelsPerConnection = Int($0) }
         try number("MARQUEE_JOINS_PER_SECOND") { config.limits.joinsPerSecond = $0 }
         try number("MARQUEE_MESSAGES_PER_SECOND") { config.limits.messagesPerSecond = $0 }

@@ -6,6 +6,8 @@ import NIOCore
 import Synchronization
 import Testing
 
+@testable import MarqueeServer
+
 /// One end of a realtime socket in a test: sends frames and waits (with a deadline) for the server's frames in order.
 final class SocketProbe: Sendable {
     enum Frame: Sendable, Equatable {

@@ -5,31 +5,6 @@ import Testing
 
 @testable import MarqueeServer
 
-// MARK: - Deadlines
-
-struct DeadlineExceeded: Error, CustomStringConvertible {
-    var what: String
-    var limit: Duration
-    var description: String { "timed out after \(limit) \(what)" }
-}
-
-/// Runs `body`, failing with `DeadlineExceeded` if it has not finished within `limit`. The deadline task only bounds the
-/// wait: the result comes as soon as `body` finishes.
-func withDeadline<T: Sendable>(
-    _ limit: Duration = .seconds(10), _ what: String, _ body: @escaping @Sendable () async throws -> T
-) async throws -> T {
-    try await withThrowingTaskGroup(of: T.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: limit)
-            throw DeadlineExceeded(what: what, limit: limit)
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next() else { throw DeadlineExceeded(what: what, limit: limit) }
-        return first
-    }
-}
-
 // MARK: - A queue to await events on
 
 /// An unbounded FIFO with one consumer whose `next()` can be cancelled (and so raced against a deadline).

@@ -2,6 +2,7 @@ import Foundation
 import MarqueeCore
 import Testing
 
+import MarqueeServer
 @testable import TicketAvailability
 
 @Suite struct MachineTests {

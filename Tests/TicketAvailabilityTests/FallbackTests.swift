@@ -3,6 +3,7 @@ import MarqueeCore
 import Synchronization
 import Testing
 
+import MarqueeServer
 @testable import TicketAvailability
 
 @Suite struct FallbackTests {

@@ -3,41 +3,8 @@ import MarqueeCore
 import Synchronization
 import Testing
 
+@testable import MarqueeServer
 @testable import TicketAvailability
-
-struct DeadlineExceeded: Error, CustomStringConvertible {
-    var what: String
-    var limit: Duration
-    var description: String { "timed out after \(limit) \(what)" }
-}
-
-/// Runs `body`, failing with `DeadlineExceeded` if it has not finished within `limit` (real time; only bounds waits).
-/// On time-out the body is cancelled but not waited for, so that work which ignores cancellation fails the test
-/// instead of hanging it.
-func withDeadline<T: Sendable>(
-    _ limit: Duration = .seconds(10), _ what: String, _ body: @escaping @Sendable () async throws -> T
-) async throws -> T {
-    let (outcomes, outcome) = AsyncStream.makeStream(of: Result<T, any Error>.self, bufferingPolicy: .bufferingOldest(1))
-    let work = Task {
-        do { outcome.yield(.success(try await body())) } catch { outcome.yield(.failure(error)) }
-    }
-    let timer = Task {
-        do { try await Task.sleep(for: limit) } catch { return }
-        outcome.yield(.failure(DeadlineExceeded(what: what, limit: limit)))
-    }
-    defer {
-        work.cancel()
-        timer.cancel()
-    }
-    let result = await withTaskCancellationHandler {
-        var iterator = outcomes.makeAsyncIterator()
-        return await iterator.next() ?? .failure(CancellationError())
-    } onCancel: {
-        work.cancel()
-        outcome.yield(.failure(CancellationError()))
-    }
-    return try result.get()
-}
 
 struct TestFailure: Error, CustomStringConvertible {
     var description: String

@@ -2,6 +2,7 @@ import Foundation
 import MarqueeCore
 import Testing
 
+import MarqueeServer
 @testable import TicketAvailability
 
 /// Waits until the client has processed everything the server sent so far, by sending a broken frame and waiting

@@ -64,10 +64,21 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
 
     private static let connectionIDs = ManagedAtomicCounter()
 
-    /// Opens one connection, runs `body`, and closes it.
-    public func withConnection<T: Sendable>(logger: Logger, _ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        let connection = try await PostgresConnection.connect(
-            configuration: connectionConfiguration(), id: Self.connectionIDs.next(), logger: logger)
+    /// Opens one connection, runs `body`, and closes it. With a `deadline`, opening the connection (TCP, TLS, startup
+    /// and authentication) is bounded by it; `body` bounds its own queries.
+    public func withConnection<T: Sendable>(
+        logger: Logger, deadline: DatabaseDeadline? = nil, _ body: @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        let configuration = connectionConfiguration()
+        let id = Self.connectionIDs.next()
+        let connection: PostgresConnection
+        if let deadline {
+            connection = try await deadline.run("connecting") {
+                try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger)
+            }
+        } else {
+            connection = try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger)
+        }
         do {
             let value = try await body(connection)
             if !connection.isClosed { try await connection.close() }
@@ -87,5 +98,9 @@ public struct DatabaseURLError: Error, CustomStringConvertible, Sendable {
 /// A thread-safe increasing counter for connection ids.
 final class ManagedAtomicCounter: Sendable {
     private let value = NIOLockedValueBox(0)
-    func next() -> Int { value.withLockedValue { $0 += 1; return $0 } }
+    func next() -> Int {
+        value.withLockedValue {
+            $0 += 1; return $0
+        }
+    }
 }

@@ -61,7 +61,12 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as TokenError {
             throw APIError(.unauthorized, error.apiCode, error.message)
         } catch {
-            if let mapped = DatabaseErrorMapping.apiError(for: error) { throw mapped }
+            if let mapped = DatabaseErrorMapping.apiError(for: error) {
+                if mapped.status == .serviceUnavailable {
+                    context.logger.warning("database unavailable", metadata: ["path": "\(request.uri.path)", "error": "\(describeError(error))"])
+                }
+                throw mapped
+            }
             context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(describeError(error))"])
             throw APIError(.internalServerError, "internal_error", "the server failed to handle the request; it has been logged")
         }
@@ -82,11 +87,16 @@ enum DatabaseErrorMapping {
         psqlError(error)?.serverInfo?[.sqlState]
     }
 
+    static let unavailable = APIError(.serviceUnavailable, "database_unavailable", "the database is not reachable right now; try again shortly")
+
     static func apiError(for error: any Error) -> APIError? {
+        if let timeout = error as? DatabaseTimeout {
+            return APIError(
+                .serviceUnavailable, "database_timeout", "the database did not answer within \(timeout.limit); try again shortly")
+        }
         guard let psql = psqlError(error), let info = psql.serverInfo, let state = info[.sqlState] else {
-            if let psql = psqlError(error), psql.code == .connectionError || psql.code == .serverClosedConnection {
-                return APIError(.serviceUnavailable, "database_unavailable", "the database is not reachable right now; try again shortly")
-            }
+            let lost: [PSQLError.Code] = [.connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed]
+            if let psql = psqlError(error), lost.contains(psql.code) { return unavailable }
             return nil
         }
         let detail = info[.detail] ?? ""
@@ -118,7 +128,14 @@ enum DatabaseErrorMapping {
         case "23503" where info[.constraintName] == "tickets_event_id_fkey":
             return APIError(.notFound, "event_not_found", "no such event")
         case "23503": return APIError(.notFound, "ticket_type_not_found", "no such ticket type in this event")
-        case "23514": return APIError(.conflict, "constraint_violation", "the change would break a rule of the data: \(info[.constraintName] ?? "check")")
+        case "23514":
+            return APIError(.conflict, "constraint_violation", "the change would break a rule of the data: \(info[.constraintName] ?? "check")")
+        case "57014":
+            // statement_timeout (DatabaseDeadline.statementTimeout) ended the statement
+            return APIError(.serviceUnavailable, "database_timeout", "the database did not answer in time; try again shortly")
+        case let state where state.hasPrefix("57P") || state.hasPrefix("08"):
+            // the database is shutting down, restarting, or the connection broke
+            return unavailable
         case "22P02": return APIError(.badRequest, "invalid_field", "a value has the wrong format")
         case let state where state.hasPrefix("22"):
             // data exceptions: a value the database cannot store (e.g. a NUL character in text)

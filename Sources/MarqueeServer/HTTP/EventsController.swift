@@ -10,6 +10,7 @@ struct EventsController<Context: RequestContext>: Sendable {
     let analytics: EventAnalytics
     let client: PostgresClient
     let hub: RealtimeHub
+    let deadline: DatabaseDeadline
 
     func addRoutes(to group: RouterGroup<Context>) {
         group.get(use: list)
@@ -25,21 +26,27 @@ struct EventsController<Context: RequestContext>: Sendable {
         try await auth.requireServiceRole(request)
         let id = try eventID(context)
         guard try await events.get(id) != nil else { throw APIError.notFound("event_not_found", "no event \(id)") }
-        var holds: [String: Int] = ["reserved": 0, "confirmed": 0, "cancelled": 0, "expired": 0]
-        let rows = try await client.query(
-            "select status, count(*)::int8, coalesce(sum(quantity), 0)::int8 from tickets where event_id = \(id) group by status",
-            logger: context.logger)
-        var tickets: [String: Int] = [:]
-        for try await (status, count, quantity) in rows.decode((String, Int, Int).self) {
-            holds[status] = count
-            tickets[status] = quantity
+        let client = self.client
+        let logger = context.logger
+        let (holds, tickets) = try await deadline.run("counting an event's reservations") {
+            var holds: [String: Int] = ["reserved": 0, "confirmed": 0, "cancelled": 0, "expired": 0]
+            let rows = try await client.query(
+                "select status, count(*)::int8, coalesce(sum(quantity), 0)::int8 from tickets where event_id = \(id) group by status",
+                logger: logger)
+            var tickets: [String: Int] = [:]
+            for try await (status, count, quantity) in rows.decode((String, Int, Int).self) {
+                holds[status] = count
+                tickets[status] = quantity
+            }
+            return (holds, tickets)
         }
         let counters = analytics.counters(id)
         var attempts: [String: Int] = [:]
         for outcome in EventAnalytics.ReserveOutcome.allCases { attempts[outcome.rawValue] = counters.reserveAttempts[outcome] ?? 0 }
         let finished = (holds["confirmed"] ?? 0) + (holds["expired"] ?? 0)
         let body = StatsBody(
-            eventID: id.lowercased, watching: hub.channelsPerEvent()[id] ?? 0, pageViews: counters.pageViews, soldOutImpressions: counters.soldOutImpressions,
+            eventID: id.lowercased, watching: hub.channelsPerEvent()[id] ?? 0, pageViews: counters.pageViews,
+            soldOutImpressions: counters.soldOutImpressions,
             subscriptions: counters.subscriptions, reserveAttempts: attempts, reservations: holds, tickets: tickets,
             confirmedShareOfFinishedHolds: finished == 0 ? nil : Double(holds["confirmed"] ?? 0) / Double(finished))
         return try JSONCoding.response(body)

@@ -37,7 +37,7 @@ struct MetricsController: Sendable {
         let status = dependencies.feedStatus
         do {
             let client = dependencies.client
-            let current = try await withDeadline(.seconds(1)) { () -> String? in
+            let current = try await withDeadline(.seconds(1), "reading the WAL position") { () -> String? in
                 for try await lsn in try await client.query("select pg_current_wal_lsn()::text").decode(String.self) { return lsn }
                 return nil
             }

@@ -71,6 +71,9 @@ public struct ChangeFeed: Service {
         public var maxIdleDelay: Duration = .milliseconds(20)
         /// Skip changes committed before this process started (nobody connected to it could be waiting for them).
         public var startFromCurrent = true
+        /// Bounds connecting and every statement of the feed: a statement that does not come back in time is given up
+        /// and the feed reconnects (and a graceful shutdown never waits for it).
+        public var deadline = DatabaseDeadline(.seconds(10))
 
         public init(slotName: String) { self.slotName = slotName }
 
@@ -108,7 +111,7 @@ public struct ChangeFeed: Service {
     /// Creates the slot before the server accepts connections, so that nothing committed after start-up is missed;
     /// skips a backlog left by an earlier run (nobody connected to this process can be waiting for it).
     public func prepareSlot() async throws {
-        try await database.withConnection(logger: logger) { connection in
+        try await database.withConnection(logger: logger, deadline: configuration.deadline) { connection in
             // under the slot's lock, so a second server with the same MARQUEE_NODE fails here instead of moving the slot
             try await claim(connection)
             try await prepare(connection, skipBacklog: configuration.startFromCurrent)
@@ -119,7 +122,7 @@ public struct ChangeFeed: Service {
         var retryDelay: Duration = .milliseconds(100)
         while !Task.isCancelled {
             do {
-                try await database.withConnection(logger: logger) { connection in
+                try await database.withConnection(logger: logger, deadline: configuration.deadline) { connection in
                     try await claim(connection)
                     try await prepare(connection, skipBacklog: false)
                     status.connected(true)
@@ -142,28 +145,45 @@ public struct ChangeFeed: Service {
     /// would each advance it past changes the other never delivered.
     func claim(_ connection: PostgresConnection) async throws {
         let slot = configuration.slotName
-        for try await locked in try await connection.query("select pg_try_advisory_lock(hashtext(\(slot)))", logger: logger).decode(Bool.self) {
-            guard locked else {
-                throw ChangeFeedError(
-                    message: "another server is reading the replication slot \(slot); give each server sharing a database its own MARQUEE_NODE")
-            }
+        let locked = try await rows(connection, "claiming the slot", "select pg_try_advisory_lock(hashtext(\(slot)))", as: Bool.self)
+        guard locked.allSatisfy({ $0 }) else {
+            throw ChangeFeedError(
+                message: "another server is reading the replication slot \(slot); give each server sharing a database its own MARQUEE_NODE")
+        }
+    }
+
+    /// Runs `query` on the feed's connection and decodes its rows, within the feed's deadline.
+    func rows<Row: PostgresDecodable & Sendable>(
+        _ connection: PostgresConnection, _ what: String, _ query: PostgresQuery, as type: Row.Type
+    ) async throws -> [Row] {
+        let logger = self.logger
+        return try await configuration.deadline.run(what) {
+            var rows: [Row] = []
+            for try await row in try await connection.query(query, logger: logger).decode(Row.self) { rows.append(row) }
+            return rows
+        }
+    }
+
+    /// Runs `query` on the feed's connection within the feed's deadline, reading (and dropping) its rows.
+    func execute(_ connection: PostgresConnection, _ what: String, _ query: PostgresQuery) async throws {
+        let logger = self.logger
+        try await configuration.deadline.run(what) {
+            for try await _ in try await connection.query(query, logger: logger) {}
         }
     }
 
     /// Creates the slot if it does not exist; on first start, moves it to the current position.
     func prepare(_ connection: PostgresConnection, skipBacklog: Bool) async throws {
         let slot = configuration.slotName
-        var exists = false
-        for try await _ in try await connection.query("select 1 from pg_replication_slots where slot_name = \(slot)", logger: logger) {
-            exists = true
-        }
-        if !exists {
-            for try await _ in try await connection.query("select pg_create_logical_replication_slot(\(slot)::name, 'pgoutput')", logger: logger) {}
+        let found = try await rows(connection, "looking for the slot", "select 1 from pg_replication_slots where slot_name = \(slot)", as: Int.self)
+        if found.isEmpty {
+            try await execute(connection, "creating the slot", "select pg_create_logical_replication_slot(\(slot)::name, 'pgoutput')")
             logger.info("created replication slot", metadata: ["slot": "\(slot)"])
         } else if skipBacklog {
-            for try await _ in try await connection.query(
-                "select pg_replication_slot_advance(\(slot)::name, pg_current_wal_lsn()) where pg_current_wal_lsn() > (select confirmed_flush_lsn from pg_replication_slots where slot_name = \(slot))",
-                logger: logger) {}
+            try await execute(
+                connection, "skipping the slot's backlog",
+                "select pg_replication_slot_advance(\(slot)::name, pg_current_wal_lsn()) where pg_current_wal_lsn() > (select confirmed_flush_lsn from pg_replication_slots where slot_name = \(slot))"
+            )
         }
     }
 
@@ -176,17 +196,22 @@ public struct ChangeFeed: Service {
         while !Task.isCancelled {
             // a query on a connection the server closed while this loop slept would never return
             guard !connection.isClosed else { throw ChangeFeedError(message: "the database closed the connection") }
-            let rows = try await connection.query(
-                """
+            let peek: PostgresQuery = """
                 select lsn::text, data from pg_logical_slot_peek_binary_changes(\(slot)::name, null, \(configuration.batchSize)::int4,
                     'proto_version', '1', \(options), \(configuration.publication))
-                """, logger: logger)
+                """
+            let logger = self.logger
+            let peeked = try await configuration.deadline.run("reading changes") {
+                var rows: [(String, ByteBuffer)] = []
+                for try await row in try await connection.query(peek, logger: logger).decode((String, ByteBuffer).self) { rows.append(row) }
+                return rows
+            }
             var lastLSN: String?
             var changes: [RowChange] = []
             var newestCommit: Date?
             var oldestCommit: Date?
             let readAt = Date()
-            for try await (lsn, data) in rows.decode((String, ByteBuffer).self) {
+            for (lsn, data) in peeked {
                 lastLSN = lsn
                 for event in try assembler.consume(Array(data.readableBytesView)) {
                     if case .row(let change) = event {
@@ -213,7 +238,7 @@ public struct ChangeFeed: Service {
                 }
             }
             // read the result: an advance that failed must not go unnoticed
-            for try await _ in try await connection.query("select pg_replication_slot_advance(\(slot)::name, \(lastLSN)::pg_lsn)", logger: logger) {}
+            try await execute(connection, "advancing the slot", "select pg_replication_slot_advance(\(slot)::name, \(lastLSN)::pg_lsn)")
             status.delivered(count: changes.count, lsn: PgLSN(lastLSN) ?? .invalid, commit: newestCommit, oldestCommit: oldestCommit, now: readAt)
         }
     }

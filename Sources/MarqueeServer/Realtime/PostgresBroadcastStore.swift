@@ -14,13 +14,25 @@ public protocol BroadcastStore: Sendable {
 public struct PostgresBroadcastStore: BroadcastStore {
     let client: PostgresClient
     let logger: Logger
+    let deadline: DatabaseDeadline
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: PostgresClient, deadline: DatabaseDeadline = DatabaseDeadline(), logger: Logger) {
         self.client = client
+        self.deadline = deadline
         self.logger = logger
     }
 
     public func canJoin(topic: String, viewer: Viewer) async throws -> Bool {
+        try await deadline.run("deciding access to \(topic)") { try await deciding(topic: topic, viewer: viewer) }
+    }
+
+    public func replay(topic: String, sinceMilliseconds: Int64, limit: Int) async throws -> [JSONObject] {
+        try await deadline.run("reading stored messages of \(topic)") {
+            try await reading(topic: topic, sinceMilliseconds: sinceMilliseconds, limit: limit)
+        }
+    }
+
+    private func deciding(topic: String, viewer: Viewer) async throws -> Bool {
         var claims: JSONObject = ["role": .string(viewer.role.rawValue)]
         if let sub = viewer.userID { claims["sub"] = .string(sub) }
         let rows = try await client.query(
@@ -29,7 +41,7 @@ public struct PostgresBroadcastStore: BroadcastStore {
         return false
     }
 
-    public func replay(topic: String, sinceMilliseconds: Int64, limit: Int) async throws -> [JSONObject] {
+    private func reading(topic: String, sinceMilliseconds: Int64, limit: Int) async throws -> [JSONObject] {
         let rows = try await client.query(
             """
             select id::text, topic, event, coalesce(payload, '{}'::jsonb)::text, private

@@ -8,14 +8,20 @@ import PostgresNIO
 public struct PostgresSnapshotSource: SnapshotSource {
     let client: PostgresClient
     let logger: Logger
+    let deadline: DatabaseDeadline
     let maxRows = 1000
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: PostgresClient, deadline: DatabaseDeadline = DatabaseDeadline(), logger: Logger) {
         self.client = client
+        self.deadline = deadline
         self.logger = logger
     }
 
     public func currentRows(table: String, filter: ChangeFilter) async throws -> (columns: [RowChange.Column], rows: [JSONObject]) {
+        try await deadline.run("reading the current rows of \(table)") { try await reading(table: table, filter: filter) }
+    }
+
+    private func reading(table: String, filter: ChangeFilter) async throws -> (columns: [RowChange.Column], rows: [JSONObject]) {
         let parts = table.split(separator: ".", maxSplits: 1).map(String.init)
         guard parts.count == 2, parts.allSatisfy({ $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" } }) else { return ([], []) }
         var columns: [RowChange.Column] = []
@@ -35,7 +41,8 @@ public struct PostgresSnapshotSource: SnapshotSource {
         // narrow the read only on columns whose text form is canonical; the filter itself is applied to every row after
         let canonicalTypes: Set<String> = ["uuid", "text", "varchar", "int2", "int4", "int8", "bool"]
         if let key = filter.indexKey, columns.contains(where: { $0.name == key.column && canonicalTypes.contains($0.typeName) }) {
-            query = "select to_jsonb(t)::text from \(unescaped: parts[0]).\(unescaped: parts[1]) t where t.\(unescaped: key.column)::text = \(key.value) limit \(maxRows)"
+            query =
+                "select to_jsonb(t)::text from \(unescaped: parts[0]).\(unescaped: parts[1]) t where t.\(unescaped: key.column)::text = \(key.value) limit \(maxRows)"
         } else {
             query = "select to_jsonb(t)::text from \(unescaped: parts[0]).\(unescaped: parts[1]) t limit \(maxRows)"
         }

@@ -183,7 +183,16 @@ public final class RealtimeGateway: Sendable {
                     if let token = RealtimeSession.tokenToCheck(decoded) { check = await self.check(token) }
                     var access: Bool?
                     if let (topic, viewer) = session.privateTopicToCheck(decoded, token: check) {
-                        access = await self.mayJoin(topic: topic, viewer: viewer, logger: logger)
+                        switch await self.access(topic: topic, viewer: viewer, logger: logger) {
+                        case .decided(let allowed):
+                            access = allowed
+                        case .unavailable(let reason) where decoded.event == "phx_join":
+                            // the join cannot be decided now: refuse it with a reason the client can retry on
+                            refuse(decoded, reason: reason, connection: connection, logger: logger)
+                            continue
+                        case .unavailable:
+                            access = false  // a token refresh on a private channel keeps failing closed
+                        }
                     }
                     let actions = session.receive(decoded, token: check, topicAccess: access, now: Date()) + session.expireTokens(now: Date())
                     await perform(actions, connection: connection, client: client, logger: logger)
@@ -265,21 +274,41 @@ public final class RealtimeGateway: Sendable {
             case .sendPresenceState(let topic, let joinRef):
                 let message = PhoenixMessage(joinRef: joinRef, topic: topic, event: "presence_state", payload: hub.presenceState(topic: topic))
                 connection.outbox.enqueue(.text(connection.serializer.encode(message)))
-            case .snapshot(let topic, _, let subscriptions):
-                await sendSnapshot(topic: topic, subscriptions: subscriptions, connection: connection, logger: logger)
+            case .snapshot(let topic, let joinRef, let subscriptions):
+                await sendSnapshot(topic: topic, joinRef: joinRef, subscriptions: subscriptions, connection: connection, logger: logger)
             }
         }
     }
 
-    /// Decides access to a private topic; a failing database refuses (and logs), it never opens the topic.
-    func mayJoin(topic: String, viewer: Viewer, logger: Logger) async -> Bool {
-        guard let broadcasts else { return false }
+    /// The answer to whether a viewer may use a private topic.
+    enum TopicAccess: Equatable {
+        case decided(Bool)
+        /// The database could not decide in time (or failed); `reason` is the `phx_reply` error's reason.
+        case unavailable(String)
+    }
+
+    /// Decides access to a private topic; a failing database never opens the topic.
+    func access(topic: String, viewer: Viewer, logger: Logger) async -> TopicAccess {
+        guard let broadcasts else { return .decided(false) }
         do {
-            return try await broadcasts.canJoin(topic: topic, viewer: viewer)
+            return .decided(try await broadcasts.canJoin(topic: topic, viewer: viewer))
         } catch {
             logger.warning("private topic check failed", metadata: ["error": "\(describeError(error))"])
-            return false
+            return .unavailable("\(Self.databaseUnavailable): the database could not decide access to this topic in time; join again shortly")
         }
+    }
+
+    /// The code of realtime errors caused by a database that does not answer (bounded by ``DatabaseDeadline``).
+    static let databaseUnavailable = "DatabaseUnavailable"
+
+    /// Answers `message` (a join) with a `phx_reply` error, without it reaching the session.
+    private func refuse(_ message: PhoenixMessage, reason: String, connection: ConnectionHandle, logger: Logger) {
+        hub.metrics.error(Self.databaseUnavailable)
+        logger.info("realtime error", metadata: ["topic": "\(message.topic)", "reason": "\(Self.databaseUnavailable)"])
+        let reply = PhoenixMessage(
+            joinRef: message.joinRef, ref: message.ref, topic: message.topic, event: "phx_reply",
+            payload: .object(["status": "error", "response": .object(["reason": .string(reason)])]))
+        connection.outbox.enqueue(.text(connection.serializer.encode(reply)))
     }
 
     /// Sends stored messages newer than `since`, flagged `meta.replayed`, then the live ones that arrived meanwhile.
@@ -302,7 +331,9 @@ public final class RealtimeGateway: Sendable {
 
     /// Sends the current rows as `postgres_changes` UPDATE messages marked `snapshot: true`, so that a client that
     /// (re)joins ends at the database's truth; clients keep the highest `version` of each row.
-    private func sendSnapshot(topic: String, subscriptions: [Subscription], connection: ConnectionHandle, logger: Logger) async {
+    /// A snapshot that cannot be read (the database does not answer within its deadline) is reported with a `system`
+    /// error and a `phx_error` on the channel, on which clients join again (and a new join replaces this one).
+    private func sendSnapshot(topic: String, joinRef: String?, subscriptions: [Subscription], connection: ConnectionHandle, logger: Logger) async {
         guard let snapshots else { return }
         for subscription in subscriptions {
             do {
@@ -329,6 +360,18 @@ public final class RealtimeGateway: Sendable {
                 }
             } catch {
                 logger.warning("snapshot failed", metadata: ["topic": "\(topic)", "error": "\(describeError(error))"])
+                hub.metrics.error(Self.databaseUnavailable)
+                let system = PhoenixMessage(
+                    joinRef: joinRef, topic: topic, event: "system",
+                    payload: .object([
+                        "extension": "postgres_changes", "status": "error",
+                        "message": .string("\(Self.databaseUnavailable): the current rows could not be read in time; join again to load them"),
+                        "channel": .string(String(topic.dropFirst("realtime:".count))),
+                    ]))
+                connection.outbox.enqueue(.text(connection.serializer.encode(system)))
+                let failed = PhoenixMessage(joinRef: joinRef, ref: joinRef, topic: topic, event: "phx_error", payload: .object([:]))
+                connection.outbox.enqueue(.text(connection.serializer.encode(failed)))
+                return
             }
         }
     }

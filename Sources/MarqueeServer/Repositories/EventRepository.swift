@@ -72,13 +72,31 @@ public protocol EventRepository: Sendable {
 public struct PostgresEventRepository: EventRepository {
     let client: PostgresClient
     let logger: Logger
+    let deadline: DatabaseDeadline
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: PostgresClient, deadline: DatabaseDeadline = DatabaseDeadline(), logger: Logger) {
         self.client = client
+        self.deadline = deadline
         self.logger = logger
     }
 
     public func list() async throws -> [EventDetails] {
+        try await deadline.run("listing the events") { try await listing() }
+    }
+
+    public func get(_ id: UUID) async throws -> EventDetails? {
+        try await deadline.run("reading an event") { try await reading(id) }
+    }
+
+    public func availability(_ eventID: UUID) async throws -> AvailabilitySnapshot? {
+        try await deadline.run("reading the availability") { try await readingAvailability(eventID) }
+    }
+
+    public func create(_ event: NewEvent) async throws -> EventDetails {
+        try await deadline.run("creating an event") { try await creating(event) }
+    }
+
+    private func listing() async throws -> [EventDetails] {
         let rows = try await client.query(
             "select id, name, starts_at, venue from events order by starts_at, name", logger: logger)
         var events: [EventDetails] = []
@@ -93,7 +111,7 @@ public struct PostgresEventRepository: EventRepository {
         }
     }
 
-    public func get(_ id: UUID) async throws -> EventDetails? {
+    private func reading(_ id: UUID) async throws -> EventDetails? {
         let rows = try await client.query("select id, name, starts_at, venue from events where id = \(id)", logger: logger)
         for try await (id, name, startsAt, venue) in rows.decode((UUID, String, Date, String).self) {
             let types = try await ticketTypes(eventIDs: [id])
@@ -102,7 +120,7 @@ public struct PostgresEventRepository: EventRepository {
         return nil
     }
 
-    public func availability(_ eventID: UUID) async throws -> AvailabilitySnapshot? {
+    private func readingAvailability(_ eventID: UUID) async throws -> AvailabilitySnapshot? {
         // one statement, so the event's existence and its counts come from the same snapshot
         let rows = try await client.query(
             """
@@ -127,7 +145,7 @@ public struct PostgresEventRepository: EventRepository {
         return found ? AvailabilitySnapshot(eventID: eventID, ticketTypes: types) : nil
     }
 
-    public func create(_ event: NewEvent) async throws -> EventDetails {
+    private func creating(_ event: NewEvent) async throws -> EventDetails {
         let venue = event.venue ?? ""
         let id = try await client.withTransaction(logger: logger) { connection -> UUID in
             let rows = try await connection.query(
@@ -144,7 +162,7 @@ public struct PostgresEventRepository: EventRepository {
             }
             return eventID
         }
-        guard let created = try await get(id) else { throw APIError(.internalServerError, "internal_error", "the event vanished") }
+        guard let created = try await reading(id) else { throw APIError(.internalServerError, "internal_error", "the event vanished") }
         return created
     }
 

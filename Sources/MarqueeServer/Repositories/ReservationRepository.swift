@@ -29,9 +29,11 @@ public protocol ReservationRepository: Sendable {
 public struct PostgresReservationRepository: ReservationRepository {
     let client: PostgresClient
     let logger: Logger
+    let deadline: DatabaseDeadline
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: PostgresClient, deadline: DatabaseDeadline = DatabaseDeadline(), logger: Logger) {
         self.client = client
+        self.deadline = deadline
         self.logger = logger
     }
 
@@ -44,6 +46,10 @@ public struct PostgresReservationRepository: ReservationRepository {
     }
 
     public func reserve(_ request: ReservationRequest) async throws -> (reservation: Reservation, created: Bool) {
+        try await deadline.run("reserving") { try await reserving(request) }
+    }
+
+    private func reserving(_ request: ReservationRequest) async throws -> (reservation: Reservation, created: Bool) {
         // The insert is the atomic step: the count trigger takes the seats or raises sold_out, and a key used
         // before makes ON CONFLICT skip the row (and its trigger) entirely.
         let inserted = try await client.query(
@@ -89,6 +95,10 @@ public struct PostgresReservationRepository: ReservationRepository {
     /// Moves a reservation to `status` in one statement; the owner check is part of its WHERE clause.
     /// `userID == nil` acts for the service role.
     private func transition(_ id: UUID, to status: ReservationStatus, by userID: String?) async throws -> Reservation {
+        try await deadline.run("moving a reservation to \(status.rawValue)") { try await moving(id, to: status, by: userID) }
+    }
+
+    private func moving(_ id: UUID, to status: ReservationStatus, by userID: String?) async throws -> Reservation {
         let rows = try await client.query(
             """
             update tickets set status = \(status.rawValue)
@@ -106,16 +116,20 @@ public struct PostgresReservationRepository: ReservationRepository {
     }
 
     public func warnExpiringHolds(within seconds: Int) async throws -> Int {
-        let rows = try await client.query("select warn_expiring_holds(\(seconds)::int4)", logger: logger)
-        var count = 0
-        for try await value in rows.decode(Int.self) { count = value }
-        return count
+        try await count("warning of expiring holds", "select warn_expiring_holds(\(seconds)::int4)")
     }
 
     public func expireHolds() async throws -> Int {
-        let rows = try await client.query("select expire_holds()", logger: logger)
-        var count = 0
-        for try await value in rows.decode(Int.self) { count = value }
-        return count
+        try await count("expiring holds", "select expire_holds()")
+    }
+
+    /// Runs a function that returns how many rows it changed.
+    private func count(_ what: String, _ query: PostgresQuery) async throws -> Int {
+        try await deadline.run(what) {
+            let rows = try await client.query(query, logger: logger)
+            var count = 0
+            for try await value in rows.decode(Int.self) { count = value }
+            return count
+        }
     }
 }

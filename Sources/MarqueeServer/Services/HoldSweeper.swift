@@ -66,12 +66,14 @@ public struct MessageRetention<C: Clock>: Service where C.Duration == Duration {
     let clock: C
     let logger: Logger
     let removed: CoreMetrics.Counter?
+    let deadline: DatabaseDeadline
 
     public init(
-        client: PostgresClient, retentionSeconds: Int, interval: Duration = .seconds(600), removed: CoreMetrics.Counter? = nil, clock: C,
-        logger: Logger
+        client: PostgresClient, retentionSeconds: Int, interval: Duration = .seconds(600), removed: CoreMetrics.Counter? = nil,
+        deadline: DatabaseDeadline = DatabaseDeadline(), clock: C, logger: Logger
     ) {
         self.removed = removed
+        self.deadline = deadline
         self.client = client
         self.retentionSeconds = retentionSeconds
         self.interval = interval
@@ -84,10 +86,13 @@ public struct MessageRetention<C: Clock>: Service where C.Duration == Duration {
     public func prune() async throws -> Int {
         var total = 0
         while true {
-            let rows = try await client.query(
-                "select realtime.prune_messages(make_interval(secs => \(retentionSeconds)), 10000)", logger: logger)
-            var count = 0
-            for try await value in rows.decode(Int.self) { count = value }
+            let count = try await deadline.run("pruning broadcast messages") {
+                let rows = try await client.query(
+                    "select realtime.prune_messages(make_interval(secs => \(retentionSeconds)), 10000)", logger: logger)
+                var count = 0
+                for try await value in rows.decode(Int.self) { count = value }
+                return count
+            }
             total += count
             if count < 10000 { break }
         }
