@@ -356,3 +356,72 @@ private func decode(_ text: String, _ serializer: PhoenixSerializer = .v1) throw
         #expect(frame == .close(code: 1013, reason: "slow consumer: too many messages queued; reconnect and resync"))
     }
 }
+
+// MARK: - The index
+
+@Suite struct SubscriptionIndexTests {
+    private func entry(_ uid: Int, filter: String? = nil, events: ChangeKindFilter = .all, connection: ConnectionHandle) throws -> IndexedSubscription
+    {
+        let parsed = try ChangeFilter.parse(filter)
+        let subscription = Subscription(
+            uid: uid, connection: connection.id, topic: "realtime:t", bindingID: Int64(uid), table: "public.event_tickets", events: events,
+            filter: parsed, select: nil, viewer: .anonymous)
+        return IndexedSubscription(
+            subscription, uid: uid, connection: connection, checksFilter: TableIndex.placement(parsed).checksFilter, shape: nil, channelUID: uid)
+    }
+
+    @Test func aChangeFindsExactlyTheBindingsWhoseFilterHolds() throws {
+        let connection = ConnectionHandle(id: 1, serializer: .v1, outbox: Outbox(capacity: 8))
+        var index = TableIndex()
+        index.insert(try entry(1, connection: connection))  // no filter
+        index.insert(try entry(2, filter: "event_id=eq.\(eventA)", connection: connection))
+        index.insert(try entry(3, filter: "event_id=eq.\(eventB)", connection: connection))
+        index.insert(try entry(4, filter: "event_id=eq.\(eventA.uppercased())", connection: connection))  // uuids compare lowercased
+        index.insert(try entry(5, filter: "event_id=eq.\(eventA),available=lt.10", connection: connection))  // indexed, then checked
+        index.insert(try entry(6, filter: "available=lt.10", connection: connection))  // scanned
+        index.insert(try entry(7, filter: "event_id=eq.\(eventA)", events: .only(.insert), connection: connection))
+        #expect(index.byValue["event_id"]?.count == 2)
+        #expect(index.unfiltered.count == 1 && index.scanned.count == 1)
+
+        let plenty = ticketTypeRow(event: eventA, available: 50, version: 2)
+        #expect(index.matches(kind: .update, row: plenty).map(\.uid).sorted() == [1, 2, 4])
+        let few = ticketTypeRow(event: eventA, available: 5, version: 3)
+        #expect(index.matches(kind: .update, row: few).map(\.uid).sorted() == [1, 2, 4, 5, 6])
+        #expect(index.matches(kind: .insert, row: few).map(\.uid).sorted() == [1, 2, 4, 5, 6, 7])
+        #expect(index.matches(kind: .update, row: ticketTypeRow(event: eventB, available: 50, version: 2)).map(\.uid).sorted() == [1, 3])
+    }
+
+    @Test func removingABindingKeepsTheOthersAndEmptiesTheIndex() throws {
+        let connection = ConnectionHandle(id: 1, serializer: .v1, outbox: Outbox(capacity: 8))
+        var index = TableIndex()
+        let entries = try (1...5).map { try entry($0, filter: "event_id=eq.\(eventA)", connection: connection) }
+        for entry in entries { index.insert(entry) }
+        index.remove(entries[1])
+        index.remove(entries[4])  // the last one
+        index.remove(entries[1])  // twice is harmless
+        let row = ticketTypeRow(event: eventA, available: 5, version: 3)
+        #expect(index.matches(kind: .update, row: row).map(\.uid).sorted() == [1, 3, 4])
+        for entry in entries { index.remove(entry) }
+        #expect(index.isEmpty)
+        #expect(index.matches(kind: .update, row: row).isEmpty)
+    }
+
+    @Test func thousandsOfWatchersOfOneEventShareOneEncodedFrame() async throws {
+        let hub = RealtimeHub()
+        let watchers = (1...2000).map { connect(hub, $0, $0 % 2 == 0 ? .v1 : .v2) }
+        for watcher in watchers { try subscribe(hub, watcher, "realtime:event-a", [binding(event: "UPDATE", filter: "event_id=eq.\(eventA)")]) }
+        let bystander = connect(hub, 9999)
+        try subscribe(hub, bystander, "realtime:event-b", [binding(event: "UPDATE", filter: "event_id=eq.\(eventB)")])
+        hub.publish(ticketTypeChange(.update))
+        #expect(counted(hub, "marquee_realtime_encodes_total") == 2)  // one per protocol version
+        #expect(counted(hub, "marquee_realtime_deliveries_total") == 2000)
+        #expect(watchers.allSatisfy { $0.outbox.depth == 1 })
+        #expect(bystander.outbox.depth == 0)
+        // the frames are the same bytes within a protocol version
+        let v1 = Set(await texts(watchers[1].outbox) + texts(watchers[3].outbox))
+        #expect(v1.count == 1)
+        // leaving releases the shared frame shape
+        for watcher in watchers { hub.leave(connectionID: watcher.id, topic: "realtime:event-a") }
+        #expect(hub.frameShapeCount == 1)
+    }
+}

@@ -28,40 +28,130 @@ public struct Subscription: Sendable {
     var viewer: Viewer
 }
 
-/// Subscriptions of one table: those with an `eq` condition are found by (column, value); the rest are scanned.
-struct TableIndex: Sendable {
-    var byValue: [String: [String: [Int: Subscription]]] = [:]
-    var scanned: [Int: Subscription] = [:]
-    var isEmpty: Bool { byValue.isEmpty && scanned.isEmpty }
+/// A binding as the index holds it: immutable and shared by reference, so matching a change copies nothing.
+final class IndexedSubscription: Sendable {
+    let uid: Int
+    let connection: ConnectionHandle
+    let table: String
+    let topic: String
+    let bindingID: Int64
+    let events: ChangeKindFilter
+    let filter: ChangeFilter
+    /// Whether finding the binding in its bucket does not prove that its filter holds (conditions beyond the indexed one).
+    let checksFilter: Bool
+    let select: [String]?
+    let viewer: Viewer
+    /// The frame shape shared with every binding that gets the same bytes; nil when the channel has other bindings on
+    /// this table, whose frame lists the ids of all of them that match (grouped per channel at publish).
+    let shape: FrameShape?
+    /// The (connection, topic) channel, for grouping the ids of several bindings into one frame.
+    let channelUID: Int
 
-    mutating func insert(_ subscription: Subscription) {
-        if let key = subscription.filter.indexKey {
-            byValue[key.column, default: [:]][key.value, default: [:]][subscription.uid] = subscription
+    init(_ subscription: Subscription, uid: Int, connection: ConnectionHandle, checksFilter: Bool, shape: FrameShape?, channelUID: Int) {
+        self.uid = uid
+        self.connection = connection
+        self.table = subscription.table
+        self.topic = subscription.topic
+        self.bindingID = subscription.bindingID
+        self.events = subscription.events
+        self.filter = subscription.filter
+        self.checksFilter = checksFilter
+        self.select = subscription.select
+        self.viewer = subscription.viewer
+        self.shape = shape
+        self.channelUID = channelUID
+    }
+}
+
+/// What a change frame depends on besides the change and the audience: bindings with equal keys share one
+/// `FrameShape` (interned by the hub), so a change is encoded once per shape and audience.
+struct FrameShapeKey: Hashable, Sendable {
+    var topic: String
+    var ids: [Int64]
+    var serializer: PhoenixSerializer
+    var select: [String]?
+}
+
+final class FrameShape: Sendable {
+    let key: FrameShapeKey
+    init(_ key: FrameShapeKey) { self.key = key }
+}
+
+/// Bindings in a dense array (iterated per change) with O(1) removal by uid.
+struct SubscriptionBucket: Sendable {
+    private(set) var entries: [IndexedSubscription] = []
+    private var positions: [Int: Int] = [:]
+    var isEmpty: Bool { entries.isEmpty }
+    var count: Int { entries.count }
+
+    mutating func insert(_ entry: IndexedSubscription) {
+        positions[entry.uid] = entries.count
+        entries.append(entry)
+    }
+
+    mutating func remove(uid: Int) {
+        guard let position = positions.removeValue(forKey: uid) else { return }
+        let last = entries.removeLast()
+        if position < entries.count {
+            entries[position] = last
+            positions[last.uid] = position
+        }
+    }
+}
+
+/// The bindings of one table: those with an indexable `eq` condition by (column, canonical value), those without any
+/// condition in one bucket, and the rest (filters the index cannot prove) scanned with their filter.
+struct TableIndex: Sendable {
+    var byValue: [String: [String: SubscriptionBucket]] = [:]
+    var unfiltered = SubscriptionBucket()
+    var scanned = SubscriptionBucket()
+    var isEmpty: Bool { byValue.isEmpty && unfiltered.isEmpty && scanned.isEmpty }
+
+    /// Where a binding goes, and whether its filter must still be checked there.
+    static func placement(_ filter: ChangeFilter) -> (key: (column: String, value: String)?, checksFilter: Bool) {
+        if filter.conditions.isEmpty { return (nil, false) }
+        if let key = filter.indexKey { return (key, filter.conditions.count > 1) }
+        return (nil, true)
+    }
+
+    mutating func insert(_ entry: IndexedSubscription) {
+        if let key = Self.placement(entry.filter).key {
+            byValue[key.column, default: [:]][key.value, default: SubscriptionBucket()].insert(entry)
+        } else if entry.filter.conditions.isEmpty {
+            unfiltered.insert(entry)
         } else {
-            scanned[subscription.uid] = subscription
+            scanned.insert(entry)
         }
     }
 
-    mutating func remove(_ subscription: Subscription) {
-        if let key = subscription.filter.indexKey {
-            byValue[key.column]?[key.value]?[subscription.uid] = nil
+    mutating func remove(_ entry: IndexedSubscription) {
+        if let key = Self.placement(entry.filter).key {
+            byValue[key.column]?[key.value]?.remove(uid: entry.uid)
             if byValue[key.column]?[key.value]?.isEmpty == true { byValue[key.column]?[key.value] = nil }
             if byValue[key.column]?.isEmpty == true { byValue[key.column] = nil }
+        } else if entry.filter.conditions.isEmpty {
+            unfiltered.remove(uid: entry.uid)
         } else {
-            scanned[subscription.uid] = nil
+            scanned.remove(uid: entry.uid)
         }
     }
 
-    /// Subscriptions whose filter may match a row (its new or old values); the filter itself is checked by the caller.
-    func candidates(record: JSONObject?, oldRecord: JSONObject?) -> [Subscription] {
-        var result = Array(scanned.values)
+    /// Calls `body` with every binding whose filter holds for `row` (the row as the change shows it: the new record, or
+    /// the old one of a delete) and that wants `kind`. Each binding is visited at most once: it sits in one bucket, and
+    /// a column's value selects one bucket.
+    func forEachMatch(kind: RowChangeKind, row: JSONObject, _ body: (IndexedSubscription) -> Void) {
+        for entry in unfiltered.entries where entry.events.accepts(kind) { body(entry) }
+        for entry in scanned.entries where entry.events.accepts(kind) && entry.filter.matches(row) { body(entry) }
         for (column, values) in byValue {
-            var seen = Set<String>()
-            for row in [record, oldRecord] {
-                guard let value = row?[column], let text = ChangeFilter.canonicalText(value), seen.insert(text).inserted else { continue }
-                if let matches = values[text] { result.append(contentsOf: matches.values) }
-            }
+            guard let value = row[column], let text = ChangeFilter.canonicalText(value), let bucket = values[text] else { continue }
+            for entry in bucket.entries where entry.events.accepts(kind) && (!entry.checksFilter || entry.filter.matches(row)) { body(entry) }
         }
+    }
+
+    /// The bindings a change of `kind` to `row` reaches (for tests and tools).
+    func matches(kind: RowChangeKind, row: JSONObject) -> [IndexedSubscription] {
+        var result: [IndexedSubscription] = []
+        forEachMatch(kind: kind, row: row) { result.append($0) }
         return result
     }
 }
@@ -83,12 +173,36 @@ public final class RealtimeHub: Sendable {
         var connections: [Int: ConnectionHandle] = [:]
         var tables: [String: TableIndex] = [:]
         var channelSubscriptions: [String: [Subscription]] = [:]  // "connection|topic" → its subscriptions
+        var channelEntries: [String: [IndexedSubscription]] = [:]  // "connection|topic" → its indexed bindings
+        var shapes: [FrameShapeKey: (shape: FrameShape, users: Int)] = [:]
+        var nextChannelUID = 0
         var members: [String: [Int: Member]] = [:]  // topic → connection → member
         var presence: [String: [String: (connection: Int, meta: JSONObject)]] = [:]  // topic → key → tracked
         var nextUID = 0
         var nextPresenceRef = 0
         var topicBuckets: [String: TokenBucket] = [:]
         var connectionsByKey: [String: Int] = [:]  // "ip:<addr>" / "user:<sub>" → open sockets
+
+        /// The one shape for `key`, counted once more.
+        mutating func internShape(_ key: FrameShapeKey) -> FrameShape {
+            if let existing = shapes[key] {
+                shapes[key] = (existing.shape, existing.users + 1)
+                return existing.shape
+            }
+            let shape = FrameShape(key)
+            shapes[key] = (shape, 1)
+            return shape
+        }
+
+        mutating func removeFromIndex(_ entries: [IndexedSubscription]) {
+            for entry in entries {
+                tables[entry.table]?.remove(entry)
+                if tables[entry.table]?.isEmpty == true { tables[entry.table] = nil }
+                if let shape = entry.shape, let interned = shapes[shape.key] {
+                    shapes[shape.key] = interned.users > 1 ? (interned.shape, interned.users - 1) : nil
+                }
+            }
+        }
     }
 
     public let policy: SubscriptionPolicy
@@ -147,23 +261,44 @@ public final class RealtimeHub: Sendable {
     }
 
     func join(connectionID: Int, topic: String, joinRef: String?, subscriptions: [Subscription], membership: RealtimeSession.Membership) {
-        let isNewChannel = state.withLock { state in
+        let (isNewChannel, replaced) = state.withLock { state in
             let channelKey = "\(connectionID)|\(topic)"
             let isNew = state.members[topic]?[connectionID] == nil
-            var added: [Subscription] = []
-            for var subscription in subscriptions {
-                state.nextUID += 1
-                subscription.uid = state.nextUID
-                state.tables[subscription.table, default: TableIndex()].insert(subscription)
-                added.append(subscription)
+            // a channel joined again without leaving first loses its earlier bindings
+            state.removeFromIndex(state.channelEntries.removeValue(forKey: channelKey) ?? [])
+            let replaced = state.channelSubscriptions.removeValue(forKey: channelKey) ?? []
+            if let connection = state.connections[connectionID] {
+                state.nextChannelUID += 1
+                let channelUID = state.nextChannelUID
+                let perTable = Self.countByTable(subscriptions)
+                var added: [Subscription] = []
+                var entries: [IndexedSubscription] = []
+                for var subscription in subscriptions {
+                    state.nextUID += 1
+                    subscription.uid = state.nextUID
+                    var shape: FrameShape?
+                    if perTable[subscription.table, default: 0] == 1 {
+                        shape = state.internShape(
+                            FrameShapeKey(topic: topic, ids: [subscription.bindingID], serializer: connection.serializer, select: subscription.select)
+                        )
+                    }
+                    let entry = IndexedSubscription(
+                        subscription, uid: subscription.uid, connection: connection,
+                        checksFilter: TableIndex.placement(subscription.filter).checksFilter, shape: shape, channelUID: channelUID)
+                    state.tables[subscription.table, default: TableIndex()].insert(entry)
+                    added.append(subscription)
+                    entries.append(entry)
+                }
+                state.channelSubscriptions[channelKey] = added
+                state.channelEntries[channelKey] = entries
             }
-            state.channelSubscriptions[channelKey] = added
             state.members[topic, default: [:]][connectionID] = Member(
                 joinRef: joinRef, receiveOwnBroadcasts: membership.receiveOwnBroadcasts, isPrivate: membership.isPrivate,
                 pending: membership.replaySince != nil ? [] : nil)
-            return isNew
+            return (isNew, replaced)
         }
         if isNewChannel { metrics.channels.increment() }
+        for (table, count) in Self.countByTable(replaced) { metrics.subscriptionsChanged(table: table, by: -count) }
         for (table, count) in Self.countByTable(subscriptions) { metrics.subscriptionsChanged(table: table, by: count) }
     }
 
@@ -173,10 +308,7 @@ public final class RealtimeHub: Sendable {
             let channelKey = "\(connectionID)|\(topic)"
             let subscriptions = state.channelSubscriptions.removeValue(forKey: channelKey) ?? []
             let wasMember = state.members[topic]?[connectionID] != nil
-            for subscription in subscriptions {
-                state.tables[subscription.table]?.remove(subscription)
-                if state.tables[subscription.table]?.isEmpty == true { state.tables[subscription.table] = nil }
-            }
+            state.removeFromIndex(state.channelEntries.removeValue(forKey: channelKey) ?? [])
             state.members[topic]?[connectionID] = nil
             if state.members[topic]?.isEmpty == true { state.members[topic] = nil }
             var left: (key: String, meta: JSONObject)?
@@ -219,6 +351,9 @@ public final class RealtimeHub: Sendable {
         }
         return counts
     }
+    /// Distinct frame shapes in use (bindings that get the same bytes share one).
+    var frameShapeCount: Int { state.withLock { $0.shapes.count } }
+
     public var subscriptionCount: Int { state.withLock { $0.channelSubscriptions.values.reduce(0) { $0 + $1.count } } }
 
     // MARK: Changes
@@ -231,55 +366,109 @@ public final class RealtimeHub: Sendable {
     public func publish(_ change: RowChange) {
         let tableKey = "\(change.schema).\(change.table)"
         let kind = change.kind
-        // match under the lock, encode and queue outside it
-        let deliveries: [(connection: ConnectionHandle, topic: String, ids: [Int64], viewer: Viewer, select: [String]?)] = state.withLock {
-            state in
-            guard let index = state.tables[tableKey] else { return [] }
-            let row = change.record ?? change.oldRecord ?? [:]
-            var grouped: [String: (connection: ConnectionHandle, topic: String, ids: [Int64], viewer: Viewer, select: [String]?)] = [:]
-            for subscription in index.candidates(record: change.record, oldRecord: change.oldRecord) {
-                guard subscription.events.accepts(kind) else { continue }
-                let visible = kind == .delete ? (change.oldRecord ?? row) : row
-                guard subscription.filter.matches(visible) else { continue }
-                guard let connection = state.connections[subscription.connection] else { continue }
-                let key = "\(subscription.connection)|\(subscription.topic)"
-                if grouped[key] == nil {
-                    grouped[key] = (connection, subscription.topic, [], subscription.viewer, subscription.select)
-                }
-                if grouped[key]?.ids.contains(subscription.bindingID) == false { grouped[key]?.ids.append(subscription.bindingID) }
+        // the row as the change shows it: filters are decided on the new record, or on the old one of a delete
+        let row = (kind == .delete ? change.oldRecord : change.record) ?? change.record ?? change.oldRecord ?? [:]
+        let rule = policy.tables[tableKey]
+        let everyoneSeesAll = rule?.publicColumns == nil
+        let policy = self.policy
+        var fanOut = FanOut(change: change, visibleColumns: rule?.publicColumns)
+        // match, encode and queue under the lock: nothing is copied per binding, and the feed is the only publisher of
+        // changes, so a socket receives them in commit order
+        state.withLock { state in
+            guard let index = state.tables[tableKey] else { return }
+            index.forEachMatch(kind: kind, row: row) { entry in
+                guard let shape = entry.shape else { return fanOut.collect(entry) }
+                let full = everyoneSeesAll || policy.seesEverything(table: tableKey, record: change.record ?? change.oldRecord, viewer: entry.viewer)
+                fanOut.deliver(to: entry.connection, text: fanOut.text(shape: shape, full: full))
             }
-            return Array(grouped.values)
+            fanOut.deliverCollected { entry in
+                everyoneSeesAll || policy.seesEverything(table: tableKey, record: change.record ?? change.oldRecord, viewer: entry.viewer)
+            }
         }
-        guard !deliveries.isEmpty else { return }
-        let committed = change.commitTimestamp.date
-        var encoded: [String: String] = [:]
+        guard fanOut.sockets > 0 else { return }
+        if fanOut.encodes > 0 { metrics.encodes.increment(by: fanOut.encodes) }
+        if fanOut.drops > 0 { metrics.slowConsumerDrops.increment(by: fanOut.drops) }
+        metrics.recordQueued(committed: fanOut.committed)
+        metrics.recordFanOut(sockets: fanOut.sockets, queued: fanOut.queued, bytes: fanOut.bytes)
+    }
+
+    /// One change's fan-out: its frames, encoded once per shape and audience, and what became of them.
+    struct FanOut {
+        let change: RowChange
+        let visibleColumns: Set<String>?
+        let committed: Date
+        var sockets = 0
         var queued = 0
         var bytes = 0
-        for delivery in deliveries {
-            let full = policy.seesEverything(table: tableKey, record: change.record ?? change.oldRecord, viewer: delivery.viewer)
-            let ids = delivery.ids.sorted()
-            let cacheKey =
-                "\(delivery.connection.serializer.rawValue)|\(full)|\(delivery.topic)|\(ids)|\(delivery.select?.joined(separator: ",") ?? "*")"
-            let text: String
-            if let cached = encoded[cacheKey] {
-                text = cached
-            } else {
-                let visibleColumns = full ? nil : policy.publicColumns(table: tableKey)
-                let payload = ChangePayload.build(change: change, kind: kind, ids: ids, visibleColumns: visibleColumns, select: delivery.select)
-                text = delivery.connection.serializer.encode(PhoenixMessage(topic: delivery.topic, event: "postgres_changes", payload: payload))
-                encoded[cacheKey] = text
-                metrics.encodes.increment()
-            }
-            switch delivery.connection.outbox.offer(.change(text, committed: committed)) {
+        var drops = 0
+        var encodes = 0
+        private var lastShape: FrameShape?
+        private var lastFull = false
+        private var lastText = ""
+        private var texts: [FrameCacheKey: String] = [:]
+        /// Channels with several bindings on the table: their matching binding ids, in order of first match.
+        private var collected: [Int: (entry: IndexedSubscription, ids: [Int64])] = [:]
+        private var collectedOrder: [Int] = []
+
+        struct FrameCacheKey: Hashable {
+            var shape: FrameShapeKey
+            var full: Bool
+        }
+
+        init(change: RowChange, visibleColumns: Set<String>?) {
+            self.change = change
+            self.visibleColumns = visibleColumns
+            self.committed = change.commitTimestamp.date
+        }
+
+        /// The frame of this change for a shape and audience, encoded the first time it is asked for.
+        mutating func text(shape: FrameShape, full: Bool) -> String {
+            if shape === lastShape && full == lastFull { return lastText }
+            let text = text(key: FrameCacheKey(shape: shape.key, full: full))
+            lastShape = shape
+            lastFull = full
+            lastText = text
+            return text
+        }
+
+        private mutating func text(key: FrameCacheKey) -> String {
+            if let cached = texts[key] { return cached }
+            let payload = ChangePayload.build(
+                change: change, kind: change.kind, ids: key.shape.ids, visibleColumns: key.full ? nil : visibleColumns, select: key.shape.select)
+            let text = key.shape.serializer.encode(PhoenixMessage(topic: key.shape.topic, event: "postgres_changes", payload: payload))
+            texts[key] = text
+            encodes += 1
+            return text
+        }
+
+        mutating func deliver(to connection: ConnectionHandle, text: String) {
+            sockets += 1
+            switch connection.outbox.offer(.change(text, committed: committed)) {
             case .queued:
                 queued += 1
                 bytes += text.utf8.count
-            case .overflowedNow: metrics.slowConsumerDrops.increment()
+            case .overflowedNow: drops += 1
             case .rejected: break
             }
         }
-        metrics.recordQueued(committed: committed)
-        metrics.recordFanOut(sockets: deliveries.count, queued: queued, bytes: bytes)
+
+        mutating func collect(_ entry: IndexedSubscription) {
+            if collected[entry.channelUID] == nil {
+                collected[entry.channelUID] = (entry, [entry.bindingID])
+                collectedOrder.append(entry.channelUID)
+            } else if collected[entry.channelUID]?.ids.contains(entry.bindingID) == false {
+                collected[entry.channelUID]?.ids.append(entry.bindingID)
+            }
+        }
+
+        /// One frame per collected channel, listing every binding of it that matched.
+        mutating func deliverCollected(seesEverything: (IndexedSubscription) -> Bool) {
+            for channel in collectedOrder {
+                guard let (entry, ids) = collected[channel] else { continue }
+                let key = FrameShapeKey(topic: entry.topic, ids: ids.sorted(), serializer: entry.connection.serializer, select: entry.select)
+                deliver(to: entry.connection, text: text(key: FrameCacheKey(shape: key, full: seesEverything(entry))))
+            }
+        }
     }
 
     // MARK: Broadcast and presence
@@ -411,7 +600,8 @@ public final class RealtimeHub: Sendable {
         let targets: [ConnectionHandle] = state.withLock { state in
             (state.members[topic] ?? [:]).keys.compactMap { state.connections[$0] }
         }
-        send(PhoenixMessage(topic: topic, event: "presence_diff", payload: .object(["joins": section(joins), "leaves": section(leaves)])), to: targets)
+        send(
+            PhoenixMessage(topic: topic, event: "presence_diff", payload: .object(["joins": section(joins), "leaves": section(leaves)])), to: targets)
     }
 
     /// Encodes once per format and queues on each target.
