@@ -50,7 +50,15 @@ import Testing
             try await withDeadline(bound * 2, "waiting for the joins while the database stalls") {
                 try await Self.expectJoinsReportTheDatabase(server: server, event: event, token: buyer)
             }
-            // the pool's connections, the change feed's and the hold sweeper's statements are all stuck in the proxy
+            // new connections stall in their startup: the pool is connecting when the server stops
+            proxy.cutAll()
+            let reconnecting = try await withDeadline(bound, "waiting for the availability while connections stall") {
+                try await http.send(
+                    HTTPRequest(
+                        method: "GET", url: server.baseURL.appendingPathComponent("api/events/\(event)/availability"), headers: [:], body: Data()))
+            }
+            try Self.expectTimeout(reconnecting)
+            // the change feed's statements and the pool's connection attempts are all stuck in the proxy
             try await withDeadline(.seconds(10), "waiting for the server to stop while the database stalls") { try await server.stop() }
         } catch {
             try? await server.stop()
