@@ -83,8 +83,10 @@ final class LogWatch: Sendable {
             watch.messages.push(event.message.description)
             if event.level >= .error {
                 print("[server \(event.level)] \(event.message)")
-            } else if event.level >= .warning, let error = event.metadata?["error"], "\(error)".contains("did not answer") {
-                // a database call given up at its deadline (DatabaseDeadline): worth seeing when a test is slow
+            } else if event.level >= .warning, let error = event.metadata?["error"],
+                "\(error)".contains("did not answer") || "\(error)".contains("connection closed (")
+            {
+                // a database call given up at its deadline or with its closed connection: worth seeing when a test is slow
                 print("[server \(event.level)] \(event.message): \(error)")
             }
         }
