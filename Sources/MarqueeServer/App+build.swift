@@ -42,6 +42,10 @@ public func buildApplication(
     var poolConfiguration = database.clientConfiguration()
     poolConfiguration.options.maximumConnections = 20
     deadline.apply(to: &poolConfiguration.options)
+    // no keep-alive pings: a ping is a query like any other, never answered when sent on a connection the database has
+    // just closed, and the pool's run() (so a graceful shutdown) would wait for it; idle connections are retired by
+    // the pool's idle timeout instead, and connecting is bounded by its connect timeout
+    poolConfiguration.options.keepAliveBehavior = nil
     let client = PostgresClient(configuration: poolConfiguration, backgroundLogger: logger)
     try await Migrator(directory: try Migrator.locateDirectory()).migrate(database, logger: logger)
     // the columns of the published tables, so that a filter on a column that does not exist is refused at join

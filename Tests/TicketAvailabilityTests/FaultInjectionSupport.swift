@@ -12,43 +12,14 @@ import Testing
 /// Something changed (a picture arrived, a status, a reservation…): wakes whoever waits for a condition to hold, so
 /// the tests wait on the events themselves rather than on time.
 final class ChangeSignal: Sendable {
-    private struct State {
-        var generation = 0
-        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
-        var nextID = 0
-    }
-    private let state = Mutex(State())
+    private let changes = Awaitable(0)
 
-    func bump() {
-        let waiters = state.withLock { state in
-            state.generation += 1
-            defer { state.waiters = [:] }
-            return Array(state.waiters.values)
-        }
-        for waiter in waiters { waiter.resume() }
-    }
+    func bump() { changes.update { $0 += 1 } }
 
-    var generation: Int { state.withLock { $0.generation } }
+    var generation: Int { changes.value }
 
     /// Returns once the generation is past `seen` (at once if it already is), or when cancelled.
-    func wait(after seen: Int) async {
-        let id = state.withLock { state in
-            state.nextID += 1
-            return state.nextID
-        }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let now = state.withLock { state in
-                    if state.generation > seen || Task.isCancelled { return true }
-                    state.waiters[id] = continuation
-                    return false
-                }
-                if now { continuation.resume() }
-            }
-        } onCancel: {
-            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
-        }
-    }
+    func wait(after seen: Int) async { await changes.wait { $0 > seen } }
 
     /// Waits until `condition` holds, checking it again after every change, failing after `limit` (real time).
     func waitUntil(_ what: String, limit: Duration = .seconds(30), _ condition: @escaping @Sendable () async throws -> Bool) async throws {
@@ -133,14 +104,21 @@ final class Follower: Sendable {
 }
 
 /// Reservations written straight into the database (one transaction each, as the API does) by a few buyers at
-/// once, until stopped: changes keep happening whatever the server or the network between it and the clients do.
+/// once, as many as the test asks for: `waitForMore(n)` lets n more through and waits until they are committed, each
+/// buyer starting its next one as soon as its last one ends, whatever the server or the network between it and the
+/// clients do meanwhile.
 final class ReservationBurst: Sendable {
+    private struct Budget {
+        /// Reservations asked for and not yet committed by a buyer (a failed one goes back).
+        var permits = 0
+        var stopped = false
+    }
     private struct Counts {
         var reserved = 0
         var failed = 0
     }
+    private let budget = Awaitable(Budget())
     private let counts = Mutex(Counts())
-    private let stopped = Mutex(false)
     private let workers = Mutex<Task<Void, Never>?>(nil)
     private let signal: ChangeSignal
     static let logger = Logger(label: "fault-burst")
@@ -166,11 +144,23 @@ final class ReservationBurst: Sendable {
         return burst
     }
 
-    private var isStopped: Bool { stopped.withLock { $0 } }
+    /// Takes one permit, waiting for one; false once stopped.
+    private func takePermit() async -> Bool {
+        while true {
+            await budget.wait { $0.permits > 0 || $0.stopped }
+            let taken = budget.update { (budget: inout Budget) -> Bool? in
+                if budget.stopped { return false }
+                guard budget.permits > 0 else { return nil }  // another buyer was first
+                budget.permits -= 1
+                return true
+            }
+            if let taken { return taken }
+        }
+    }
 
     private func buy(client: PostgresClient, event: UUID, types: [UUID], seed: Int) async {
         var round = seed
-        while !isStopped {
+        while await takePermit() {
             round += 1
             let type = types[round % types.count]
             let quantity = 1 + round % 3
@@ -188,25 +178,28 @@ final class ReservationBurst: Sendable {
                 signal.bump()
             } catch {
                 counts.withLock { $0.failed += 1 }
+                budget.update { $0.permits += 1 }  // tried again
             }
-            // a steady pace (about 20 reservations a second per buyer), not a wait for anything
-            try? await Task.sleep(for: .milliseconds(50))
         }
     }
 
     /// Reservations committed so far.
     var reserved: Int { counts.withLock { $0.reserved } }
 
-    /// Waits until `more` further reservations have been committed.
+    /// Lets `more` further reservations through, without waiting for them.
+    func allow(_ more: Int) { budget.update { $0.permits += more } }
+
+    /// Lets `more` further reservations through and waits until they have been committed.
     func waitForMore(_ more: Int, _ what: String) async throws {
         let target = reserved + more
+        allow(more)
         try await signal.waitUntil("waiting for \(more) more reservations \(what)") { self.reserved >= target }
     }
 
     /// Stops and waits for the statements in flight; returns how many reservations failed (the database was away).
     @discardableResult
     func stop() async -> Int {
-        stopped.withLock { $0 = true }
+        budget.update { $0.stopped = true }
         await workers.withLock { $0 }?.value
         return counts.withLock { $0.failed }
     }
@@ -228,12 +221,15 @@ final class RunningServer: Sendable {
         self.task = task
     }
 
-    static func start(database: DatabaseURL, node: String, dataDirectory: String) async throws -> RunningServer {
+    static func start(
+        database: DatabaseURL, node: String, dataDirectory: String, configure: (inout MarqueeConfig) -> Void = { _ in }
+    ) async throws -> RunningServer {
         var config = MarqueeConfig()
         config.jwtSecret = testSecret
         config.dataDirectory = dataDirectory
         config.port = 0
         config.nodeName = node
+        configure(&config)
         let watch = LogWatch()
         let logger = watch.logger()
         let (ports, portSink) = AsyncStream.makeStream(of: Int.self, bufferingPolicy: .bufferingNewest(1))
@@ -362,6 +358,25 @@ final class FaultScene: Sendable {
                 return truth.ticketTypes.allSatisfy { (seen[$0.id] ?? 0) >= $0.version }
             }
         }
+    }
+
+    /// Starts `count` followers, waits for their first pictures, then starts a reservation burst (which has let none
+    /// through yet).
+    func startFollowersAndBurst(
+        _ count: Int, keep: @escaping @Sendable (Follower) -> Void
+    ) async throws -> (followers: [Follower], burst: ReservationBurst) {
+        let followers = try await Follower.start(count, configuration(), event: event, http: http, signal: signal, keep: keep)
+        try await waitForFirstPictures(followers)
+        return (followers, ReservationBurst.start(database: database, event: event, types: types, signal: signal))
+    }
+
+    /// The end of a fault: waits until every follower is connected again, lets 10 more reservations through (none may
+    /// fail), and waits until every follower shows the database's counts.
+    func reconnectAndConverge(_ followers: [Follower], _ burst: ReservationBurst, _ what: String) async throws {
+        try await waitForStatus(followers, "connected again \(what)") { $0 == .connected }
+        try await burst.waitForMore(10, what)
+        #expect(await burst.stop() == 0)
+        try await waitForConvergence(followers, what)
     }
 
     /// Waits until every follower has a first picture.

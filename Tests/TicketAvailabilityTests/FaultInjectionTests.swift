@@ -19,10 +19,7 @@ import Testing
     /// Every connection is cut (twice) in the middle of a burst of reservations.
     @Test func clientsConvergeAfterTheirConnectionsAreCutMidBurst() async throws {
         try await FaultScene.run(database: try database()) { scene, keep in
-            let followers = try await Follower.start(
-                Self.followerCount, scene.configuration(), event: scene.event, http: scene.http, signal: scene.signal, keep: keep)
-            try await scene.waitForFirstPictures(followers)
-            let burst = ReservationBurst.start(database: scene.database, event: scene.event, types: scene.types, signal: scene.signal)
+            let (followers, burst) = try await scene.startFollowersAndBurst(Self.followerCount, keep: keep)
             try await burst.waitForMore(10, "before the cut")
             #expect(scene.proxy.openConnections >= Self.followerCount)
             scene.proxy.cutAll()
@@ -43,10 +40,7 @@ import Testing
     /// fall back to polling, and come back to realtime when traffic flows again.
     @Test func clientsDetectAStalledNetworkAndConvergeWhenItFlowsAgain() async throws {
         try await FaultScene.run(database: try database()) { scene, keep in
-            let followers = try await Follower.start(
-                Self.followerCount, scene.configuration(), event: scene.event, http: scene.http, signal: scene.signal, keep: keep)
-            try await scene.waitForFirstPictures(followers)
-            let burst = ReservationBurst.start(database: scene.database, event: scene.event, types: scene.types, signal: scene.signal)
+            let (followers, burst) = try await scene.startFollowersAndBurst(Self.followerCount, keep: keep)
             try await burst.waitForMore(10, "before the stall")
             scene.proxy.stall()
             try await scene.signal.waitUntil("waiting for every client to notice the dead socket") {
@@ -57,20 +51,14 @@ import Testing
             try await scene.waitForStatus(followers, "polling") { $0 == .polling }
             try await scene.waitForCatchUp(followers, "while polling")
             scene.proxy.resume()
-            try await scene.waitForStatus(followers, "connected again") { $0 == .connected }
-            try await burst.waitForMore(10, "after the stall")
-            #expect(await burst.stop() == 0)
-            try await scene.waitForConvergence(followers, "after the stall")
+            try await scene.reconnectAndConverge(followers, burst, "after the stall")
         }
     }
 
     /// The proxy refuses every new connection (accepts, then closes before the upgrade) after cutting the open ones.
     @Test func clientsPollWhileSocketsAreRefusedAndReturnToRealtime() async throws {
         try await FaultScene.run(database: try database()) { scene, keep in
-            let followers = try await Follower.start(
-                Self.followerCount, scene.configuration(), event: scene.event, http: scene.http, signal: scene.signal, keep: keep)
-            try await scene.waitForFirstPictures(followers)
-            let burst = ReservationBurst.start(database: scene.database, event: scene.event, types: scene.types, signal: scene.signal)
+            let (followers, burst) = try await scene.startFollowersAndBurst(Self.followerCount, keep: keep)
             try await burst.waitForMore(5, "before refusing")
             scene.proxy.setRefusing(true)
             scene.proxy.cutAll()
@@ -79,20 +67,14 @@ import Testing
             try await scene.waitForCatchUp(followers, "while polling")
             #expect(scene.proxy.refusedConnections >= Self.followerCount)
             scene.proxy.setRefusing(false)
-            try await scene.waitForStatus(followers, "connected again") { $0 == .connected }
-            try await burst.waitForMore(10, "after refusing")
-            #expect(await burst.stop() == 0)
-            try await scene.waitForConvergence(followers, "after refusing")
+            try await scene.reconnectAndConverge(followers, burst, "after refusing")
         }
     }
 
     /// The server is stopped and started again (same node, same database) while reservations go on.
     @Test func clientsConvergeAfterTheServerRestarts() async throws {
         try await FaultScene.run(database: try database()) { scene, keep in
-            let followers = try await Follower.start(
-                Self.followerCount, scene.configuration(), event: scene.event, http: scene.http, signal: scene.signal, keep: keep)
-            try await scene.waitForFirstPictures(followers)
-            let burst = ReservationBurst.start(database: scene.database, event: scene.event, types: scene.types, signal: scene.signal)
+            let (followers, burst) = try await scene.startFollowersAndBurst(Self.followerCount, keep: keep)
             try await burst.waitForMore(10, "before the restart")
             try await scene.stopServer()
             try await scene.signal.waitUntil("waiting for every client to lose its socket") {
@@ -100,17 +82,13 @@ import Testing
             }
             try await burst.waitForMore(10, "while the server is down")
             try await scene.startServer()
-            try await scene.waitForStatus(followers, "connected again") { $0 == .connected }
-            try await burst.waitForMore(10, "after the restart")
-            #expect(await burst.stop() == 0)
-            try await scene.waitForConvergence(followers, "after the restart")
+            try await scene.reconnectAndConverge(followers, burst, "after the restart")
         }
     }
 
     /// PostgreSQL itself is restarted under the running server (a private embedded cluster, so that the shared test
     /// cluster is left alone) while reservations go on.
-    @Test(.disabled("about one run in five the server does not finish its graceful stop after the restart; cause not yet found"))
-    func clientsConvergeAfterPostgreSQLRestarts() async throws {
+    @Test func clientsConvergeAfterPostgreSQLRestarts() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("marquee-pg-restart-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -118,12 +96,9 @@ import Testing
         let url = try DatabaseURL(parsing: try await postgres.start())
         do {
             try await FaultScene.run(database: url) { scene, keep in
-                let followers = try await Follower.start(
-                    Self.followerCount, scene.configuration(), event: scene.event, http: scene.http, signal: scene.signal,
-                    keep: keep)
-                try await scene.waitForFirstPictures(followers)
-                let burst = ReservationBurst.start(database: scene.database, event: scene.event, types: scene.types, signal: scene.signal)
+                let (followers, burst) = try await scene.startFollowersAndBurst(Self.followerCount, keep: keep)
                 try await burst.waitForMore(10, "before the restart")
+                burst.allow(10)  // attempted while the database goes away and comes back
                 try await postgres.stop()
                 _ = try await postgres.start(preferredPort: url.port)
                 try await burst.waitForMore(20, "after the restart")

@@ -8,7 +8,8 @@ final class FaultProxy: Sendable {
     /// The port the proxy listens on.
     let port: Int
     private let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
-    private let gate = Gate()
+    /// Open (true) while bytes flow.
+    private let gate = Awaitable(true)
     private let state: Mutex<State>
     private let acceptLoop = Mutex<Task<Void, Never>?>(nil)
 
@@ -65,10 +66,10 @@ final class FaultProxy: Sendable {
     }
 
     /// Stops forwarding bytes in both directions, on current and new connections; the sockets stay open.
-    func stall() { gate.close() }
+    func stall() { gate.update { $0 = false } }
 
     /// Forwards again, starting with whatever was held back.
-    func resume() { gate.open() }
+    func resume() { gate.update { $0 = true } }
 
     /// New connections go to 127.0.0.1:`port` from now on (a restarted server).
     func retarget(port: Int) { state.withLock { $0.targetPort = port } }
@@ -85,7 +86,7 @@ final class FaultProxy: Sendable {
 
     /// Closes the listener and every connection, and waits for the proxy's tasks to end.
     func shutdown() async {
-        gate.open()
+        resume()
         setRefusing(true)
         try? await server.channel.close()
         cutAll()
@@ -146,7 +147,7 @@ final class FaultProxy: Sendable {
                         group.addTask {
                             try await Self.pump(clientIn, to: serverOut, gate: gate) { bytes in
                                 // a WebSocket close frame (FIN + opcode 8) the client sent while traffic was stalled
-                                if !gate.isOpen, bytes.readableBytesView.first == 0x88 {
+                                if !gate.value, bytes.readableBytesView.first == 0x88 {
                                     _ = self.state.withLock { $0.closesHeldBack.insert(id) }
                                 }
                             }
@@ -166,7 +167,7 @@ final class FaultProxy: Sendable {
 
     /// Forwards `input` to `output`, holding bytes back while the gate is closed (and reading on meanwhile).
     private static func pump(
-        _ input: NIOAsyncChannelInboundStream<ByteBuffer>, to output: NIOAsyncChannelOutboundWriter<ByteBuffer>, gate: Gate,
+        _ input: NIOAsyncChannelInboundStream<ByteBuffer>, to output: NIOAsyncChannelOutboundWriter<ByteBuffer>, gate: Awaitable<Bool>,
         observe: @escaping @Sendable (ByteBuffer) -> Void
     ) async throws {
         let (held, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
@@ -184,53 +185,10 @@ final class FaultProxy: Sendable {
             }
             defer { group.cancelAll() }
             for try await bytes in held {
-                await gate.waitUntilOpen()
+                await gate.wait { $0 }
                 try Task.checkCancellation()
                 try await output.write(bytes)
             }
-        }
-    }
-}
-
-/// Open or closed; `waitUntilOpen()` suspends while closed (and returns at once when the waiting task is cancelled).
-final class Gate: Sendable {
-    private struct State {
-        var isOpen = true
-        var nextID = 0
-        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
-    }
-    private let state = Mutex(State())
-
-    func close() { state.withLock { $0.isOpen = false } }
-
-    var isOpen: Bool { state.withLock { $0.isOpen } }
-
-    func open() {
-        let waiters = state.withLock { state in
-            state.isOpen = true
-            defer { state.waiters = [:] }
-            return Array(state.waiters.values)
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-
-    func waitUntilOpen() async {
-        let id = state.withLock { state in
-            state.nextID += 1
-            return state.nextID
-        }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumeNow = state.withLock { state in
-                    if state.isOpen || Task.isCancelled { return true }
-                    state.waiters[id] = continuation
-                    return false
-                }
-                if resumeNow { continuation.resume() }
-            }
-        } onCancel: {
-            let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
-            waiter?.resume()
         }
     }
 }

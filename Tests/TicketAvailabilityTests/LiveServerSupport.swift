@@ -81,7 +81,14 @@ final class LogWatch: Sendable {
         }
         func log(event: LogEvent) {
             watch.messages.push(event.message.description)
-            if event.level >= .error { print("[server \(event.level)] \(event.message)") }
+            if event.level >= .error {
+                print("[server \(event.level)] \(event.message)")
+            } else if event.level >= .warning, let error = event.metadata?["error"],
+                "\(error)".contains("did not answer") || "\(error)".contains("connection closed (")
+            {
+                // a database call given up at its deadline or with its closed connection: worth seeing when a test is slow
+                print("[server \(event.level)] \(event.message): \(error)")
+            }
         }
     }
 
@@ -104,6 +111,8 @@ let testSecret = "marquee-sdk-tests-secret-0123456789abcdef"
 struct LiveServer: Sendable {
     let port: Int
     let authority: TokenAuthority
+    /// The server's log, for waiting on what it did.
+    let log: LogWatch
     var baseURL: URL { URL(string: "http://127.0.0.1:\(port)")! }
     func token(_ role: Role, sub: String?) async throws -> String { try await authority.mint(sub: sub, role: role, lifetime: 3600) }
 
@@ -160,6 +169,6 @@ func withLiveServer(_ body: @escaping @Sendable (LiveServer) async throws -> Voi
     try await app.test(.live) { client in
         try await watch.waitFor("change feed reading")
         let port = try #require(client.port)
-        try await body(LiveServer(port: port, authority: authority))
+        try await body(LiveServer(port: port, authority: authority, log: watch))
     }
 }

@@ -94,6 +94,7 @@ enum DatabaseErrorMapping {
             return APIError(
                 .serviceUnavailable, "database_timeout", "the database did not answer within \(timeout.limit); try again shortly")
         }
+        if error is DatabaseConnectionClosed { return unavailable }
         guard let psql = psqlError(error), let info = psql.serverInfo, let state = info[.sqlState] else {
             let lost: [PSQLError.Code] = [.connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed]
             if let psql = psqlError(error), lost.contains(psql.code) { return unavailable }

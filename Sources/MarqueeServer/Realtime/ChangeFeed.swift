@@ -71,9 +71,10 @@ public struct ChangeFeed: Service {
         public var maxIdleDelay: Duration = .milliseconds(20)
         /// Skip changes committed before this process started (nobody connected to it could be waiting for them).
         public var startFromCurrent = true
-        /// Bounds connecting and every statement of the feed: a statement that does not come back in time is given up
-        /// and the feed reconnects (and a graceful shutdown never waits for it).
-        public var deadline = DatabaseDeadline(.seconds(10))
+        /// Bounds connecting and every statement of the feed: a statement that does not come back in time, or whose
+        /// connection closes first, is given up and the feed reconnects (and a graceful shutdown never waits for it).
+        /// Generous, as decoding a large transaction takes a while; a closed connection is noticed at once.
+        public var deadline = DatabaseDeadline(.seconds(60))
 
         public init(slotName: String) { self.slotName = slotName }
 
@@ -112,6 +113,7 @@ public struct ChangeFeed: Service {
     /// skips a backlog left by an earlier run (nobody connected to this process can be waiting for it).
     public func prepareSlot() async throws {
         try await database.withConnection(logger: logger, deadline: configuration.deadline) { connection in
+            let connection = WatchedConnection(connection)
             // under the slot's lock, so a second server with the same MARQUEE_NODE fails here instead of moving the slot
             try await claim(connection)
             try await prepare(connection, skipBacklog: configuration.startFromCurrent)
@@ -123,6 +125,7 @@ public struct ChangeFeed: Service {
         while !Task.isCancelled {
             do {
                 try await database.withConnection(logger: logger, deadline: configuration.deadline) { connection in
+                    let connection = WatchedConnection(connection)
                     try await claim(connection)
                     try await prepare(connection, skipBacklog: false)
                     status.connected(true)
@@ -143,7 +146,7 @@ public struct ChangeFeed: Service {
 
     /// Holds a session lock named after the slot for as long as this connection reads it: two servers reading one slot
     /// would each advance it past changes the other never delivered.
-    func claim(_ connection: PostgresConnection) async throws {
+    func claim(_ connection: WatchedConnection) async throws {
         let slot = configuration.slotName
         let locked = try await rows(connection, "claiming the slot", "select pg_try_advisory_lock(hashtext(\(slot)))", as: Bool.self)
         guard locked.allSatisfy({ $0 }) else {
@@ -154,26 +157,26 @@ public struct ChangeFeed: Service {
 
     /// Runs `query` on the feed's connection and decodes its rows, within the feed's deadline.
     func rows<Row: PostgresDecodable & Sendable>(
-        _ connection: PostgresConnection, _ what: String, _ query: PostgresQuery, as type: Row.Type
+        _ connection: WatchedConnection, _ what: String, _ query: PostgresQuery, as type: Row.Type
     ) async throws -> [Row] {
         let logger = self.logger
-        return try await configuration.deadline.run(what) {
+        return try await configuration.deadline.run(what, on: connection.watch) {
             var rows: [Row] = []
-            for try await row in try await connection.query(query, logger: logger).decode(Row.self) { rows.append(row) }
+            for try await row in try await connection.connection.query(query, logger: logger).decode(Row.self) { rows.append(row) }
             return rows
         }
     }
 
     /// Runs `query` on the feed's connection within the feed's deadline, reading (and dropping) its rows.
-    func execute(_ connection: PostgresConnection, _ what: String, _ query: PostgresQuery) async throws {
+    func execute(_ connection: WatchedConnection, _ what: String, _ query: PostgresQuery) async throws {
         let logger = self.logger
-        try await configuration.deadline.run(what) {
-            for try await _ in try await connection.query(query, logger: logger) {}
+        try await configuration.deadline.run(what, on: connection.watch) {
+            for try await _ in try await connection.connection.query(query, logger: logger) {}
         }
     }
 
     /// Creates the slot if it does not exist; on first start, moves it to the current position.
-    func prepare(_ connection: PostgresConnection, skipBacklog: Bool) async throws {
+    func prepare(_ connection: WatchedConnection, skipBacklog: Bool) async throws {
         let slot = configuration.slotName
         let found = try await rows(connection, "looking for the slot", "select 1 from pg_replication_slots where slot_name = \(slot)", as: Int.self)
         if found.isEmpty {
@@ -188,22 +191,24 @@ public struct ChangeFeed: Service {
     }
 
     /// Peeks, hands whole transactions to the hub, then advances the slot past them.
-    func poll(_ connection: PostgresConnection) async throws {
+    func poll(_ connection: WatchedConnection) async throws {
         var assembler = ChangeAssembler()
         var idleDelay = configuration.minIdleDelay
         let slot = configuration.slotName
         let options = "publication_names"  // bound as a parameter like the rest
         while !Task.isCancelled {
             // a query on a connection the server closed while this loop slept would never return
-            guard !connection.isClosed else { throw ChangeFeedError(message: "the database closed the connection") }
+            guard !connection.connection.isClosed else { throw ChangeFeedError(message: "the database closed the connection") }
             let peek: PostgresQuery = """
                 select lsn::text, data from pg_logical_slot_peek_binary_changes(\(slot)::name, null, \(configuration.batchSize)::int4,
                     'proto_version', '1', \(options), \(configuration.publication))
                 """
             let logger = self.logger
-            let peeked = try await configuration.deadline.run("reading changes") {
+            let peeked = try await configuration.deadline.run("reading changes", on: connection.watch) {
                 var rows: [(String, ByteBuffer)] = []
-                for try await row in try await connection.query(peek, logger: logger).decode((String, ByteBuffer).self) { rows.append(row) }
+                for try await row in try await connection.connection.query(peek, logger: logger).decode((String, ByteBuffer).self) {
+                    rows.append(row)
+                }
                 return rows
             }
             var lastLSN: String?

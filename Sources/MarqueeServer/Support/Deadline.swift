@@ -25,7 +25,18 @@ public struct DeadlineExceeded: Error, CustomStringConvertible, Sendable {
 public func withDeadline<T: Sendable>(
     _ limit: Duration, _ what: String = "waiting for the operation", _ operation: @escaping @Sendable () async throws -> T
 ) async throws -> T {
+    try await withDeadline(limit, what, giveUp: { _ in }, operation)
+}
+
+/// ``withDeadline(_:_:_:)`` that can also be given up early: `giveUp` receives a function that abandons the operation
+/// with an error (at once, if it is called before the operation finishes), to be called when something shows that the
+/// operation cannot finish any more (its connection closed).
+func withDeadline<T: Sendable>(
+    _ limit: Duration, _ what: String, giveUp: (@escaping @Sendable (any Error) -> Void) -> Void,
+    _ operation: @escaping @Sendable () async throws -> T
+) async throws -> T {
     let race = DeadlineRace<T>()
+    giveUp { race.finish(.failure($0)) }
     let work = Task {
         do {
             race.finish(.success(try await operation()))
