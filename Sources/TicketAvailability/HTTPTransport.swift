@@ -53,55 +53,56 @@ public struct URLSessionHTTPTransport: HTTPTransport {
         urlRequest.httpMethod = request.method
         for (name, value) in request.headers { urlRequest.setValue(value, forHTTPHeaderField: name) }
         urlRequest.httpBody = request.body
-        // Not `session.data(for:)`: on Linux its cancellation calls `URLSessionTask.cancel()` (a synchronous hop onto
-        // the session's queue) while the Swift task's status is locked, and the session's queue, finishing that same
-        // request, waits for that lock: both wait forever. Here the cancel is sent from another queue, after the lock.
+        // Not `session.data(for:)`, and no `URLSessionTask.cancel()`: on Linux, FoundationNetworking deadlocks when
+        // that cancel meets the request's completion (the cancel holds the Swift task's status lock while it waits
+        // for the session's queue, which waits for that lock), and crashes when a task is cancelled just after it
+        // was resumed. A cancelled request is answered at once with CancellationError; its data task runs to its
+        // end (bounded by `timeout`) and its answer is dropped.
         let pending = PendingRequest()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                let task = session.dataTask(with: urlRequest) { data, response, error in
+                guard pending.wait(continuation) else { return }
+                session.dataTask(with: urlRequest) { data, response, error in
                     if let error {
-                        continuation.resume(throwing: error)
+                        pending.finish(.failure(error))
                     } else {
-                        continuation.resume(returning: HTTPResponse(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: data ?? Data()))
+                        pending.finish(.success(HTTPResponse(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: data ?? Data())))
                     }
-                }
-                pending.start(task)
+                }.resume()
             }
         } onCancel: {
-            pending.cancel()
+            pending.finish(.failure(CancellationError()))
         }
     }
 }
 
-/// The data task of one request and whether its Swift task was cancelled, whichever comes first.
+/// The caller of one request, answered once: by the request's completion, or by its cancellation, whichever is first.
 private final class PendingRequest: Sendable {
-    private struct State {
-        var task: URLSessionDataTask?
-        var cancelled = false
+    private enum State {
+        case starting
+        case waiting(CheckedContinuation<HTTPResponse, any Error>)
+        case finished
     }
-    private let state = Mutex(State())
+    private let state = Mutex(State.starting)
 
-    /// Resumes the task, or cancels it at once when the request was cancelled before it started.
-    func start(_ task: URLSessionDataTask) {
-        let cancelled = state.withLock { state in
-            state.task = task
-            return state.cancelled
+    /// Keeps the caller waiting for the answer; false (the caller answered) when the request was already cancelled.
+    func wait(_ continuation: CheckedContinuation<HTTPResponse, any Error>) -> Bool {
+        let started = state.withLock { state in
+            guard case .starting = state else { return false }
+            state = .waiting(continuation)
+            return true
         }
-        task.resume()
-        if cancelled { Self.cancelLater(task) }
+        if !started { continuation.resume(throwing: CancellationError()) }
+        return started
     }
 
-    func cancel() {
-        let task = state.withLock { state in
-            state.cancelled = true
-            return state.task
+    func finish(_ result: Result<HTTPResponse, any Error>) {
+        let waiting = state.withLock { state -> CheckedContinuation<HTTPResponse, any Error>? in
+            defer { state = .finished }
+            if case .waiting(let continuation) = state { return continuation }
+            return nil
         }
-        if let task { Self.cancelLater(task) }
-    }
-
-    private static func cancelLater(_ task: URLSessionDataTask) {
-        DispatchQueue.global().async { task.cancel() }
+        waiting?.resume(with: result)
     }
 }
 
