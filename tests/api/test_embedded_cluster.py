@@ -125,3 +125,11 @@ def test_db_start_and_stop(data_dir):
     assert_stopped(data_dir)
 
     assert db("stop").returncode == 0  # stopping a stopped cluster is fine
+
+    restarted = db("start")  # a restart keeps the port while it is free: clients and servers keep their URL
+    assert restarted.returncode == 0, restarted.stderr
+    assert restarted.stdout.strip() == url
+    with psycopg.connect(url) as conn:
+        assert conn.execute("select 1").fetchone()[0] == 1
+    assert db("stop").returncode == 0
+    assert_stopped(data_dir)

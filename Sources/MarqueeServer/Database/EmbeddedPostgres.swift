@@ -47,6 +47,8 @@ public actor EmbeddedPostgres {
     var isRoot: Bool { geteuid() == 0 }
     var passwordFile: URL { dataDirectory.appendingPathComponent("postgres.password") }
     var clusterPointerFile: URL { dataDirectory.appendingPathComponent("postgres.location") }
+    /// The port the cluster ran on last: a restart takes it again when it is free, so the cluster keeps its URL.
+    var portFile: URL { dataDirectory.appendingPathComponent("postgres.port") }
 
     /// Creates the cluster if needed, starts it if it is not running (on `preferredPort`, or a free one), and returns
     /// the URL of the `marquee` database.
@@ -67,7 +69,8 @@ public actor EmbeddedPostgres {
         else {
             throw EmbeddedPostgresError(
                 code: .corrupt,
-                message: "the embedded cluster at \(clusterDirectory.path) has no password file \(passwordFile.path); remove \(dataDirectory.path) to start afresh"
+                message:
+                    "the embedded cluster at \(clusterDirectory.path) has no password file \(passwordFile.path); remove \(dataDirectory.path) to start afresh"
             )
         }
         let port: Int
@@ -75,8 +78,15 @@ public actor EmbeddedPostgres {
             port = running
             logger.info("using the embedded PostgreSQL that is already running", metadata: ["port": "\(port)"])
         } else {
-            if let preferredPort { port = preferredPort } else { port = try await Self.freePort() }
+            if let preferredPort {
+                port = preferredPort
+            } else if let last = lastPort(), await Self.isFree(last) {
+                port = last
+            } else {
+                port = try await Self.freePort()
+            }
             try await startServer(port: port)
+            try? String(port).write(to: portFile, atomically: true, encoding: .utf8)
             startedHere = true
         }
         let url = "postgres://\(Self.userName):\(password)@127.0.0.1:\(port)/\(Self.databaseName)"
@@ -271,6 +281,19 @@ public actor EmbeddedPostgres {
                 try await connection.query("create database \(unescaped: Self.databaseName)", logger: self.logger)
             }
         }
+    }
+
+    private func lastPort() -> Int? {
+        (try? String(contentsOf: portFile, encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    static func isFree(_ port: Int) async -> Bool {
+        guard (1...65535).contains(port),
+            let channel = try? await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1).bind(host: "127.0.0.1", port: port).get()
+        else { return false }
+        try? await channel.close()
+        return true
     }
 
     static func freePort() async throws -> Int {
