@@ -158,7 +158,7 @@ struct Database: AsyncParsableCommand {
 
     struct Start: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Start the embedded cluster and print its URL; it keeps running.")
-        @Option(help: "Listen on this port instead of a free one.") var port: Int?
+        @Option(help: "Listen on this port (default: the port of the last run when it is free, else a free one).") var port: Int?
         @OptionGroup var options: DatabaseOptions
 
         func run() async throws {
