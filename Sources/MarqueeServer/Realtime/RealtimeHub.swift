@@ -164,7 +164,7 @@ public final class RealtimeHub: Sendable {
         var receiveOwnBroadcasts: Bool
         var isPrivate = false
         /// While stored messages are being replayed, live database broadcasts wait here (id, text).
-        var pending: [(id: String, text: String)]?
+        var pending: [(id: String, frame: WireFrame)]?
         /// Ids of the messages replayed at join (at most the replay limit): the feed may still bring them live.
         var replayed: Set<String> = []
     }
@@ -379,7 +379,7 @@ public final class RealtimeHub: Sendable {
             index.forEachMatch(kind: kind, row: row) { entry in
                 guard let shape = entry.shape else { return fanOut.collect(entry) }
                 let full = everyoneSeesAll || policy.seesEverything(table: tableKey, record: change.record ?? change.oldRecord, viewer: entry.viewer)
-                fanOut.deliver(to: entry.connection, text: fanOut.text(shape: shape, full: full))
+                fanOut.deliver(to: entry.connection, frame: fanOut.frame(shape: shape, full: full))
             }
             fanOut.deliverCollected { entry in
                 everyoneSeesAll || policy.seesEverything(table: tableKey, record: change.record ?? change.oldRecord, viewer: entry.viewer)
@@ -404,8 +404,8 @@ public final class RealtimeHub: Sendable {
         var encodes = 0
         private var lastShape: FrameShape?
         private var lastFull = false
-        private var lastText = ""
-        private var texts: [FrameCacheKey: String] = [:]
+        private var lastFrame: WireFrame?
+        private var frames: [FrameCacheKey: WireFrame] = [:]
         /// Channels with several bindings on the table: their matching binding ids, in order of first match.
         private var collected: [Int: (entry: IndexedSubscription, ids: [Int64])] = [:]
         private var collectedOrder: [Int] = []
@@ -422,31 +422,32 @@ public final class RealtimeHub: Sendable {
         }
 
         /// The frame of this change for a shape and audience, encoded the first time it is asked for.
-        mutating func text(shape: FrameShape, full: Bool) -> String {
-            if shape === lastShape && full == lastFull { return lastText }
-            let text = text(key: FrameCacheKey(shape: shape.key, full: full))
+        mutating func frame(shape: FrameShape, full: Bool) -> WireFrame {
+            if shape === lastShape && full == lastFull, let lastFrame { return lastFrame }
+            let frame = frame(key: FrameCacheKey(shape: shape.key, full: full))
             lastShape = shape
             lastFull = full
-            lastText = text
-            return text
+            lastFrame = frame
+            return frame
         }
 
-        private mutating func text(key: FrameCacheKey) -> String {
-            if let cached = texts[key] { return cached }
+        private mutating func frame(key: FrameCacheKey) -> WireFrame {
+            if let cached = frames[key] { return cached }
             let payload = ChangePayload.build(
                 change: change, kind: change.kind, ids: key.shape.ids, visibleColumns: key.full ? nil : visibleColumns, select: key.shape.select)
-            let text = key.shape.serializer.encode(PhoenixMessage(topic: key.shape.topic, event: "postgres_changes", payload: payload))
-            texts[key] = text
+            let frame = WireFrame(
+                text: key.shape.serializer.encode(PhoenixMessage(topic: key.shape.topic, event: "postgres_changes", payload: payload)))
+            frames[key] = frame
             encodes += 1
-            return text
+            return frame
         }
 
-        mutating func deliver(to connection: ConnectionHandle, text: String) {
+        mutating func deliver(to connection: ConnectionHandle, frame: WireFrame) {
             sockets += 1
-            switch connection.outbox.offer(.change(text, committed: committed)) {
+            switch connection.outbox.offer(.change(frame, committed: committed)) {
             case .queued:
                 queued += 1
-                bytes += text.utf8.count
+                bytes += frame.payloadLength
             case .overflowedNow: drops += 1
             case .rejected: break
             }
@@ -466,7 +467,7 @@ public final class RealtimeHub: Sendable {
             for channel in collectedOrder {
                 guard let (entry, ids) = collected[channel] else { continue }
                 let key = FrameShapeKey(topic: entry.topic, ids: ids.sorted(), serializer: entry.connection.serializer, select: entry.select)
-                deliver(to: entry.connection, text: text(key: FrameCacheKey(shape: key, full: seesEverything(entry))))
+                deliver(to: entry.connection, frame: frame(key: FrameCacheKey(shape: key, full: seesEverything(entry))))
             }
         }
     }
@@ -503,16 +504,16 @@ public final class RealtimeHub: Sendable {
         let isPrivate = record["private"]?.boolValue ?? true
         let topic = "realtime:\(name)"
         let message = Self.databaseBroadcastMessage(topic: topic, record: record, replayed: false)
-        var encoded: [PhoenixSerializer: String] = [:]
+        var encoded: [PhoenixSerializer: WireFrame] = [:]
         let targets: [ConnectionHandle] = state.withLock { state in
             var live: [ConnectionHandle] = []
             guard let members = state.members[topic] else { return [] }
             for (connectionID, member) in members where member.isPrivate == isPrivate && !member.replayed.contains(id) {
                 guard let connection = state.connections[connectionID] else { continue }
                 if member.pending != nil {
-                    let text = encoded[connection.serializer] ?? connection.serializer.encode(message)
-                    encoded[connection.serializer] = text
-                    state.members[topic]?[connectionID]?.pending?.append((id, text))
+                    let frame = encoded[connection.serializer] ?? WireFrame(text: connection.serializer.encode(message))
+                    encoded[connection.serializer] = frame
+                    state.members[topic]?[connectionID]?.pending?.append((id, frame))
                 } else {
                     live.append(connection)
                 }
@@ -523,13 +524,13 @@ public final class RealtimeHub: Sendable {
         var queued = 0
         var bytes = 0
         for target in targets {
-            let text = encoded[target.serializer] ?? target.serializer.encode(message)
-            encoded[target.serializer] = text
-            let frame: OutboundFrame = committed.map { .change(text, committed: $0) } ?? .text(text)
+            let wire = encoded[target.serializer] ?? WireFrame(text: target.serializer.encode(message))
+            encoded[target.serializer] = wire
+            let frame: OutboundFrame = committed.map { .change(wire, committed: $0) } ?? .message(wire)
             switch target.outbox.offer(frame) {
             case .queued:
                 queued += 1
-                bytes += text.utf8.count
+                bytes += wire.payloadLength
             case .overflowedNow: metrics.slowConsumerDrops.increment()
             case .rejected: break
             }
@@ -540,13 +541,13 @@ public final class RealtimeHub: Sendable {
 
     /// Ends a channel's replay: queues the live messages that arrived meanwhile, except those already replayed.
     func finishReplay(connectionID: Int, topic: String, replayedIDs: Set<String>) {
-        let (connection, pending): (ConnectionHandle?, [(id: String, text: String)]) = state.withLock { state in
+        let (connection, pending): (ConnectionHandle?, [(id: String, frame: WireFrame)]) = state.withLock { state in
             let pending = state.members[topic]?[connectionID]?.pending ?? []
             state.members[topic]?[connectionID]?.pending = nil
             state.members[topic]?[connectionID]?.replayed = replayedIDs
             return (state.connections[connectionID], pending)
         }
-        for item in pending where !replayedIDs.contains(item.id) { connection?.outbox.enqueue(.text(item.text)) }
+        for item in pending where !replayedIDs.contains(item.id) { connection?.outbox.enqueue(.message(item.frame)) }
     }
 
     /// The `broadcast` frame of a stored message: `{type, event, payload, meta: {id[, replayed]}}`.
@@ -606,15 +607,15 @@ public final class RealtimeHub: Sendable {
 
     /// Encodes once per format and queues on each target.
     private func send(_ message: PhoenixMessage, to targets: [ConnectionHandle]) {
-        var encoded: [PhoenixSerializer: String] = [:]
+        var encoded: [PhoenixSerializer: WireFrame] = [:]
         var queued = 0
         var bytes = 0
         for target in targets {
-            let text = encoded[target.serializer] ?? target.serializer.encode(message)
-            encoded[target.serializer] = text
-            if target.outbox.enqueue(.text(text)) {
+            let frame = encoded[target.serializer] ?? WireFrame(text: target.serializer.encode(message))
+            encoded[target.serializer] = frame
+            if target.outbox.enqueue(.message(frame)) {
                 queued += 1
-                bytes += text.utf8.count
+                bytes += frame.payloadLength
             }
         }
         if queued > 0 {
