@@ -18,6 +18,9 @@ public struct MarqueeConfig: Sendable {
     public var holdWarningSeconds: Int = 60
     /// How long stored broadcast messages are kept (`MARQUEE_MESSAGE_RETENTION_SECONDS`, default 3 days).
     public var messageRetentionSeconds: Int = 3 * 24 * 3600
+    /// The coalescing window of availability rows in milliseconds (`MARQUEE_COALESCE_MS`; 0 sends every version):
+    /// a coalesced binding gets a ticket type's newest version at most once per window (docs/realtime-extensions.md).
+    public var coalesceMilliseconds: Int = 100
 
     /// Limits of the realtime endpoint and the reservations API (docs/security.md).
     public var limits = Limits()
@@ -58,6 +61,12 @@ public struct MarqueeConfig: Sendable {
                 throw ConfigError(message: "MARQUEE_MESSAGE_RETENTION_SECONDS must be a whole number of seconds above 0, not '\(text)'")
             }
             config.messageRetentionSeconds = seconds
+        }
+        if let text = environment["MARQUEE_COALESCE_MS"] {
+            guard let milliseconds = Int(text), milliseconds >= 0 else {
+                throw ConfigError(message: "MARQUEE_COALESCE_MS must be a whole number of milliseconds (0 turns coalescing off), not '\(text)'")
+            }
+            config.coalesceMilliseconds = milliseconds
         }
         if let text = environment["MARQUEE_HOLD_SECONDS"] {
             guard let seconds = Int(text), seconds > 0 else {
