@@ -95,6 +95,7 @@ private struct TestSocket {
         let slow = try TestSocket(writer: writer, loop: loop, capacity: 4)
         let fast = try TestSocket(writer: writer, loop: loop, capacity: 4)
         slow.channel.isWritable = false
+        slow.channel.pipeline.fireChannelWritabilityChanged()
         for index in 0..<3 {
             slow.outbox.enqueue(.text("s\(index)"))
             fast.outbox.enqueue(.text("f\(index)"))
@@ -111,6 +112,7 @@ private struct TestSocket {
 
         // stuck for good: past its capacity the queue is dropped and the socket is told to resync
         slow.channel.isWritable = false
+        slow.channel.pipeline.fireChannelWritabilityChanged()
         for index in 0..<4 { #expect(slow.outbox.offer(.text("t\(index)")) == .queued) }
         #expect(slow.outbox.offer(.text("one too many")) == .overflowedNow)
         #expect(slow.outbox.offer(.text("after")) == .rejected)

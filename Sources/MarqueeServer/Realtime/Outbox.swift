@@ -297,10 +297,11 @@ final class FrameWriteHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private var context: ChannelHandlerContext?
     private let outbox: Outbox
+    /// The channel's writability as NIO last announced it (NIO fires the change from inside the write that crosses
+    /// the high-water mark), so a pass does not ask the channel for every socket.
+    private(set) var isWritable = false
 
     init(outbox: Outbox) { self.outbox = outbox }
-
-    var isWritable: Bool { context?.channel.isWritable ?? false }
 
     func write(_ bytes: ByteBuffer) { context?.write(wrapOutboundOut(bytes), promise: nil) }
 
@@ -308,17 +309,20 @@ final class FrameWriteHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        isWritable = context.channel.isWritable
         outbox.sink?.handler.value = self
         outbox.resume()  // frames queued before the handler was in place
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        isWritable = false
         outbox.sink?.handler.value = nil
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { outbox.resume() }
+        isWritable = context.channel.isWritable
+        if isWritable { outbox.resume() }
         context.fireChannelWritabilityChanged()
     }
 }
