@@ -151,11 +151,12 @@ def summarize(server, n, rate, seconds, commits, elapsed, result, final_ok, expe
             "cpu_user": cpu[0], "cpu_system": cpu[1], "per_cpu_s": delivered / cpu_total if cpu_total else float("nan"),
             "rss_mb": rss1 / 2**20, "rss_per_sub_kb": (rss1 - rss0) / max(1, result["subscribed"]) / 1024,
             "frame_bytes": result["frame_bytes"] / delivered if delivered else 0,
-            "gen_cpu": result["cpu_user"] + result["cpu_system"], "elapsed": elapsed, **extra}
+            "gen_cpu": result["cpu_user"] + result["cpu_system"], "elapsed": elapsed,
+            "per_subscriber_per_s": delivered / max(1, result["subscribed"]) / seconds if seconds else 0.0, **extra}
 
 
-def run_marquee(db_url, postgres, n, rate, seconds, workers, client, final_timeout, log, perf_file=None):
-    with common.marquee_server(db_url) as server:  # it applies the migrations
+def run_marquee(db_url, postgres, n, rate, seconds, workers, client, final_timeout, log, perf_file=None, coalesce_ms=0):
+    with common.marquee_server(db_url, env={"MARQUEE_COALESCE_MS": str(coalesce_ms)}) as server:  # it applies the migrations
         with common.connect(db_url) as conn:
             event_id = conn.execute("insert into events (name, starts_at) values ('fan-out bench', now()) returning id").fetchone()[0]
             type_id = conn.execute("insert into event_tickets (event_id, name, price_cents, capacity, max_per_user) "
@@ -201,7 +202,7 @@ def run_marquee(db_url, postgres, n, rate, seconds, workers, client, final_timeo
     cpu = (cpu1[0] - cpu0[0], cpu1[1] - cpu0[1])
     pg = (pg1[0] - pg0[0]) + (pg1[1] - pg0[1])
     row = summarize("Marquee", n, rate, seconds, commits, elapsed, result, final_ok, (version, available), cpu, rss0,
-                    max(rss1, rss_end), {"pg_cpu": pg if postgres else None, "failed": failed})
+                    max(rss1, rss_end), {"pg_cpu": pg if postgres else None, "failed": failed, "coalesce_ms": coalesce_ms})
     log(f"marquee: {row}")
     return row
 
@@ -300,6 +301,9 @@ def main(argv=None):
     ap.add_argument("--write", action="store_true", help="append the section to --results")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--perf", metavar="FILE", help="record the Marquee server with `perf record -g` during the load (last N wins)")
+    ap.add_argument("--coalesce-ms", type=int, default=0,
+                    help="Marquee's MARQUEE_COALESCE_MS (default 0: every update is delivered, as Nchan does; 100 is the "
+                         "server's default, latest wins per ticket type)")
     args = ap.parse_args(argv)
 
     log = (lambda *_: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
@@ -314,7 +318,7 @@ def main(argv=None):
             if "marquee" in args.servers:
                 try:
                     row = run_marquee(db_url, postgres, n, rate, args.seconds, args.workers, args.client, args.final_timeout, log,
-                                      args.perf)
+                                      args.perf, args.coalesce_ms)
                     size = size or round(row["frame_bytes"])
                 except Exception as exc:
                     log(f"marquee at {n}: {exc!r}")
@@ -342,7 +346,11 @@ def main(argv=None):
         f"{context} "
         f"Marquee: `marquee serve` ({common.build_kind(binary)} build), PostgreSQL on the same machine. Nchan: Debian nginx "
         f"+ libnginx-mod-nchan, {args.nginx_workers} worker processes. Rate: {rate_text} for {args.seconds:g} s. "
-        f"Load generator: {args.workers} processes, `{args.client}` on uvloop, RLIMIT_NOFILE {nofile}.{ceiling}", "",
+        f"Load generator: {args.workers} processes, `{args.client}` on uvloop, RLIMIT_NOFILE {nofile}.{ceiling} "
+        + (f"Marquee coalesces availability rows every {args.coalesce_ms} ms (latest wins), so it delivers fewer frames "
+           f"than were committed: its gaps are skipped intermediate versions; deliveries per subscriber per second: "
+           + ", ".join(f"{r['per_subscriber_per_s']:.1f} at {r['subscribers']}" for r in rows if r["server"] == "Marquee" and "error" not in r)
+           + "." if args.coalesce_ms else "Coalescing off (MARQUEE_COALESCE_MS=0): every update is delivered by both servers."), "",
         fmt_table(rows), "", fmt_ratios(rows), ""])
     print(text)
     if args.write:

@@ -4,6 +4,7 @@ import HummingbirdWebSocket
 import Logging
 import MarqueeCore
 import NIOCore
+import NIOPosix
 import PostgresNIO
 import ServiceLifecycle
 
@@ -59,7 +60,11 @@ public func buildApplication(
         return columns
     }
     let metrics = MetricsRegistry()
-    let hub = RealtimeHub(policy: policy, metrics: HubMetrics(registry: metrics), broadcastsPerSecond: config.limits.broadcastsPerSecondPerTopic)
+    let coalescing = RealtimeHub.Coalescing(
+        interval: .milliseconds(config.coalesceMilliseconds), timer: EventLoopCoalescingTimer(eventLoop: MultiThreadedEventLoopGroup.singleton.any()))
+    let hub = RealtimeHub(
+        policy: policy, metrics: HubMetrics(registry: metrics), broadcastsPerSecond: config.limits.broadcastsPerSecondPerTopic,
+        coalescing: coalescing)
     var gatewayConfiguration = RealtimeGateway.Configuration()
     gatewayConfiguration.maxFrameBytes = config.limits.maxFrameBytes
     gatewayConfiguration.maxConnectionsPerIP = config.limits.maxConnectionsPerIP

@@ -21,6 +21,9 @@ public struct MarqueeConfig: Sendable {
     /// How long a request, a join or a background pass waits for the database before giving up with 503
     /// `database_timeout` (`MARQUEE_DATABASE_TIMEOUT_SECONDS`, default 5); see ``DatabaseDeadline``.
     public var databaseTimeout: Duration = .seconds(5)
+    /// The coalescing window of availability rows in milliseconds (`MARQUEE_COALESCE_MS`; 0 sends every version):
+    /// a coalesced binding gets a ticket type's newest version at most once per window (docs/realtime-extensions.md).
+    public var coalesceMilliseconds: Int = 100
 
     /// Limits of the realtime endpoint and the reservations API (docs/security.md).
     public var limits = Limits()
@@ -61,6 +64,12 @@ public struct MarqueeConfig: Sendable {
                 throw ConfigError(message: "MARQUEE_MESSAGE_RETENTION_SECONDS must be a whole number of seconds above 0, not '\(text)'")
             }
             config.messageRetentionSeconds = seconds
+        }
+        if let text = environment["MARQUEE_COALESCE_MS"] {
+            guard let milliseconds = Int(text), milliseconds >= 0 else {
+                throw ConfigError(message: "MARQUEE_COALESCE_MS must be a whole number of milliseconds (0 turns coalescing off), not '\(text)'")
+            }
+            config.coalesceMilliseconds = milliseconds
         }
         if let text = environment["MARQUEE_HOLD_SECONDS"] {
             guard let seconds = Int(text), seconds > 0 else {

@@ -81,6 +81,25 @@ def test_fan_out_comparison_delivers_every_update_to_every_subscriber(results_fi
     assert not own_processes("nginx") and not own_processes("marquee"), "the benchmark left processes running"
 
 
+def test_coalesced_fan_out_reaches_the_final_state_with_fewer_frames(results_file, bench_temp):
+    """With the server's coalescing on, a subscriber may skip intermediate versions of the ticket type, but it never
+    sees one twice or out of order and always ends at the final one; and it gets at most one frame per window (plus
+    the first one at once), whatever the commit rate."""
+    seconds, rate, window_ms = 2, 50, 100
+    rows = compare.main(["--servers", "marquee", "--subscribers", "20", "--rate", str(rate), "--seconds", str(seconds),
+                         "--workers", "2", "--coalesce-ms", str(window_ms), "--final-timeout", "60", "--database-url", admin_url(),
+                         "--results", results_file, "--write", "--quiet"])
+    [r] = rows
+    assert "error" not in r, r
+    assert r["subscribed"] == 20 and r["commits"] > 0, r
+    assert r["final_ok"] == 20 and r["wrong_final"] == 0, r
+    assert r["duplicates"] == 0, r  # nothing twice, nothing older after newer
+    assert r["delivered"] + r["gaps"] == r["commits"] * 20, r  # each version either delivered once or skipped
+    windows = r["elapsed"] * 1000 / window_ms
+    assert r["delivered"] <= 20 * (windows + 2), r
+    assert "coalesces availability rows every 100 ms" in open(results_file).read()
+
+
 def test_reservation_throughput_never_oversells(results_file, bench_temp):
     rows = reservations.main(["--types", "1", "3", "--concurrency", "8", "--seconds", "2", "--capacity", "25",
                               "--database-url", admin_url(), "--results", results_file, "--write", "--quiet"])

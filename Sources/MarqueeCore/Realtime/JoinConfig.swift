@@ -61,6 +61,9 @@ public struct JoinConfig: Sendable {
     public var replay: (since: Int64, limit: Int)?
     /// Marquee's extension: send the current rows right after the join (`config.marquee.snapshot`).
     public var snapshot = false
+    /// Marquee's extension: whether availability rows may be coalesced for this channel (`config.marquee.coalesce`,
+    /// default true; false sends every version).
+    public var coalesce = true
     public var accessToken: String?
 
     public init() {}
@@ -93,6 +96,7 @@ public struct JoinConfig: Sendable {
         config.isPrivate = flexibleBool(object["private"]) ?? false
         if let marquee = object["marquee"]?.objectValue {
             config.snapshot = flexibleBool(marquee["snapshot"]) ?? false
+            config.coalesce = flexibleBool(marquee["coalesce"]) ?? true
         }
         if let changes = object["postgres_changes"], !changes.isNull {
             guard case .array(let items) = changes else { throw FrameError("config.postgres_changes must be an array") }

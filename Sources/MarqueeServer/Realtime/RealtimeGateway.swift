@@ -35,6 +35,8 @@ public final class RealtimeGateway: Sendable {
     let logger: Logger
     private let nextConnectionID = Atomic<Int>(0)
     let limitLog = LogThrottle(interval: 10)
+    /// Writes the sockets' frames from their event loops, one pass per loop.
+    let loopWriters: LoopWriters
 
     public init(
         hub: RealtimeHub, authority: TokenAuthority, snapshots: (any SnapshotSource)?, broadcasts: (any BroadcastStore)? = nil,
@@ -47,6 +49,7 @@ public final class RealtimeGateway: Sendable {
         self.broadcasts = broadcasts
         self.configuration = configuration
         self.logger = logger
+        self.loopWriters = LoopWriters(metrics: hub.metrics)
     }
 
     /// The paths Supabase clients use.
@@ -67,7 +70,8 @@ public final class RealtimeGateway: Sendable {
                 return .upgrade([:])
             } onUpgrade: { inbound, outbound, context in
                 let address = context.requestContext.remoteAddress?.ipAddress ?? "unknown"
-                try await self.serve(inbound: inbound, outbound: outbound, request: context.request, address: address)
+                try await self.serve(
+                    inbound: inbound, outbound: outbound, request: context.request, address: address, channel: context.requestContext.channel)
             }
         }
     }
@@ -90,8 +94,12 @@ public final class RealtimeGateway: Sendable {
         return await check(key)
     }
 
-    /// Runs one socket: a reader task feeds the session; a writer task drains the socket's outbox.
-    func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request, address: String) async throws {
+    /// Runs one socket: a reader task feeds the session. With the socket's channel, its frames are written from the
+    /// channel's event loop by a ``FrameWriteHandler`` next to the socket (all sockets of a loop in one pass, one flush
+    /// each) and a small task waits only for a close the outbox asks for; without it, a writer task drains the outbox.
+    func serve(
+        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request, address: String, channel: (any Channel)? = nil
+    ) async throws {
         let serializer = PhoenixSerializer(vsn: request.uri.queryParameters.get("vsn")) ?? .v1
         let connectCheck = await connectToken(request)
         var keys: [(key: String, limit: Int)] = [
@@ -108,7 +116,8 @@ public final class RealtimeGateway: Sendable {
         }
         defer { hub.release(keys: keys.map(\.key)) }
         let id = nextConnectionID.add(1, ordering: .relaxed).newValue
-        let outbox = Outbox(capacity: configuration.outboxCapacity)
+        let sink = channel.map { SocketSink(loop: loopWriters.writer(for: $0.eventLoop)) }
+        let outbox = sink.map { Outbox(capacity: configuration.outboxCapacity, sink: $0) } ?? Outbox(capacity: configuration.outboxCapacity)
         let connection = ConnectionHandle(id: id, serializer: serializer, outbox: outbox)
         let logger: Logger = {
             var logger = self.logger
@@ -117,6 +126,18 @@ public final class RealtimeGateway: Sendable {
         }()
         let started = ContinuousClock.now
         hub.register(connection)
+        if let channel {
+            // frames queued before the writer is in place wait for it
+            do {
+                try await channel.eventLoop.submit {
+                    try channel.pipeline.syncOperations.addHandler(FrameWriteHandler(outbox: outbox), position: .first)
+                }.get()
+            } catch {
+                logger.debug("realtime socket closed before it was set up", metadata: ["error": "\(error)"])
+                hub.unregister(id)
+                return
+            }
+        }
         logger.info("realtime connected", metadata: ["vsn": "\(serializer.rawValue)", "token": "\(connectCheck.summary)"])
         let closeReason = SharedValue("client closed")
         defer {
@@ -134,10 +155,10 @@ public final class RealtimeGateway: Sendable {
                 while let frame = await outbox.next() {
                     do {
                         switch frame {
-                        case .text(let text):
-                            try await outbound.write(.text(text))
-                        case .change(let text, let committed):
-                            try await outbound.write(.text(text))
+                        case .message(let wire):
+                            try await outbound.write(.text(wire.text))
+                        case .change(let wire, let committed):
+                            try await outbound.write(.text(wire.text))
                             metrics.recordSent(committed: committed)
                         case .close(let code, let reason):
                             logger.notice("closing realtime socket", metadata: ["reason": "\(reason)", "code": "\(code)"])

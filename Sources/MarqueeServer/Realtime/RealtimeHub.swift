@@ -1,5 +1,6 @@
 import Foundation
 import MarqueeCore
+import NIOCore
 import Synchronization
 
 /// A connected socket as the hub sees it: where to queue frames and in which format.
@@ -26,6 +27,8 @@ public struct Subscription: Sendable {
     var filter: ChangeFilter
     var select: [String]?
     var viewer: Viewer
+    /// Whether the channel accepts coalescing (`config.marquee.coalesce`, default true); see `RealtimeHub.coalesces`.
+    var coalesce = true
 }
 
 /// A binding as the index holds it: immutable and shared by reference, so matching a change copies nothing.
@@ -46,8 +49,13 @@ final class IndexedSubscription: Sendable {
     let shape: FrameShape?
     /// The (connection, topic) channel, for grouping the ids of several bindings into one frame.
     let channelUID: Int
+    /// Whether it gets a row's newest version at most once per coalescing window (see `RealtimeHub.coalesces`).
+    let coalesces: Bool
 
-    init(_ subscription: Subscription, uid: Int, connection: ConnectionHandle, checksFilter: Bool, shape: FrameShape?, channelUID: Int) {
+    init(
+        _ subscription: Subscription, uid: Int, connection: ConnectionHandle, checksFilter: Bool, shape: FrameShape?, channelUID: Int,
+        coalesces: Bool = false
+    ) {
         self.uid = uid
         self.connection = connection
         self.table = subscription.table
@@ -60,6 +68,7 @@ final class IndexedSubscription: Sendable {
         self.viewer = subscription.viewer
         self.shape = shape
         self.channelUID = channelUID
+        self.coalesces = coalesces
     }
 }
 
@@ -164,7 +173,7 @@ public final class RealtimeHub: Sendable {
         var receiveOwnBroadcasts: Bool
         var isPrivate = false
         /// While stored messages are being replayed, live database broadcasts wait here (id, text).
-        var pending: [(id: String, text: String)]?
+        var pending: [(id: String, frame: WireFrame)]?
         /// Ids of the messages replayed at join (at most the replay limit): the feed may still bring them live.
         var replayed: Set<String> = []
     }
@@ -182,6 +191,17 @@ public final class RealtimeHub: Sendable {
         var nextPresenceRef = 0
         var topicBuckets: [String: TokenBucket] = [:]
         var connectionsByKey: [String: Int] = [:]  // "ip:<addr>" / "user:<sub>" → open sockets
+        var coalescer: Coalescer<ContinuousClock.Instant, RowChange>?
+        /// When the coalescing timer is set to fire next.
+        var flushAt: ContinuousClock.Instant?
+
+        /// The instant to set the coalescing timer for, when a window ends before any timer already set.
+        mutating func armFlush() -> ContinuousClock.Instant? {
+            guard let deadline = coalescer?.nextDeadline else { return nil }
+            if let flushAt, flushAt <= deadline { return nil }
+            flushAt = deadline
+            return deadline
+        }
 
         /// The one shape for `key`, counted once more.
         mutating func internShape(_ key: FrameShapeKey) -> FrameShape {
@@ -211,10 +231,30 @@ public final class RealtimeHub: Sendable {
     /// Client broadcasts per second per topic (bursts of twice as many); nil for no limit.
     let broadcastsPerSecond: Double?
 
-    public init(policy: SubscriptionPolicy = .standard, metrics: HubMetrics = HubMetrics(), broadcastsPerSecond: Double? = 100) {
+    /// Latest-wins coalescing of availability rows (see ``coalesces(_:soleBindingOfTable:)``); nil sends every version.
+    let coalescing: Coalescing?
+
+    /// How availability rows are coalesced: at most one version of a row per `interval` to each coalesced binding,
+    /// the newest; `timer` tells the time and runs the end of each window.
+    public struct Coalescing: Sendable {
+        public var interval: Duration
+        public var timer: any CoalescingTimer
+        public init(interval: Duration, timer: any CoalescingTimer) {
+            self.interval = interval
+            self.timer = timer
+        }
+    }
+
+    public init(
+        policy: SubscriptionPolicy = .standard, metrics: HubMetrics = HubMetrics(), broadcastsPerSecond: Double? = 100, coalescing: Coalescing? = nil
+    ) {
         self.policy = policy
         self.metrics = metrics
         self.broadcastsPerSecond = broadcastsPerSecond
+        self.coalescing = coalescing.flatMap { $0.interval > .zero ? $0 : nil }
+        if let coalescing = self.coalescing {
+            state.withLock { $0.coalescer = Coalescer(interval: coalescing.interval) }
+        }
     }
 
     /// Counts a socket against each of `keys` (its address, its user), unless one is at `limit`; returns the key that
@@ -284,7 +324,8 @@ public final class RealtimeHub: Sendable {
                     }
                     let entry = IndexedSubscription(
                         subscription, uid: subscription.uid, connection: connection,
-                        checksFilter: TableIndex.placement(subscription.filter).checksFilter, shape: shape, channelUID: channelUID)
+                        checksFilter: TableIndex.placement(subscription.filter).checksFilter, shape: shape, channelUID: channelUID,
+                        coalesces: state.coalescer != nil && Self.coalesces(subscription, soleBindingOfTable: shape != nil))
                     state.tables[subscription.table, default: TableIndex()].insert(entry)
                     added.append(subscription)
                     entries.append(entry)
@@ -364,27 +405,88 @@ public final class RealtimeHub: Sendable {
     }
 
     public func publish(_ change: RowChange) {
+        // an UPDATE of a ticket type may be held back for the coalesced bindings (latest wins per row)
+        var rowKey: String?
+        if coalescing != nil, change.kind == .update, change.schema == Self.coalescedTable.schema, change.table == Self.coalescedTable.table,
+            let id = change.record?["id"]
+        {
+            rowKey = ChangeFilter.canonicalText(id)
+        }
+        let now = rowKey != nil ? coalescing?.timer.now() : nil
+        var armed: ContinuousClock.Instant?
+        let fanOut = state.withLock { state -> FanOut in
+            var audience = FanOut.Audience.everyone
+            if let rowKey, let now, state.coalescer != nil {
+                if state.coalescer?.offer(change, key: rowKey, now: now) == .held { audience = .notCoalesced }
+                armed = state.armFlush()
+            }
+            return Self.fanOut(change, to: audience, in: state, policy: policy)
+        }
+        if let armed { scheduleFlush(at: armed) }
+        record(fanOut)
+    }
+
+    /// The table whose UPDATEs may be coalesced, and the columns a coalesced binding's filter may use: its identity
+    /// columns, which the application never changes, so every version of a row reaches the same bindings.
+    static let coalescedTable = (schema: "public", table: "event_tickets", key: "public.event_tickets", filterColumns: Set(["id", "event_id"]))
+
+    /// Whether a binding's changes may be coalesced (latest wins per row): UPDATEs only, of `public.event_tickets`,
+    /// filtered by nothing but the row's identity (`id`, `event_id`), and the channel's only binding on that table.
+    static func coalesces(_ subscription: Subscription, soleBindingOfTable: Bool) -> Bool {
+        subscription.coalesce && soleBindingOfTable && subscription.table == coalescedTable.key && subscription.events == .only(.update)
+            && subscription.filter.conditions.allSatisfy { coalescedTable.filterColumns.contains($0.column) }
+    }
+
+    /// Sends the newest pending version of every row whose window has ended to the coalesced bindings.
+    func flushCoalesced(scheduledFor deadline: ContinuousClock.Instant) {
+        guard let coalescing else { return }
+        let now = coalescing.timer.now()
+        var armed: ContinuousClock.Instant?
+        let fanOuts = state.withLock { state -> [FanOut] in
+            if state.flushAt == deadline { state.flushAt = nil }
+            let due = state.coalescer?.due(now: now) ?? []
+            let fanOuts = due.map { Self.fanOut($0, to: .coalesced, in: state, policy: policy) }
+            armed = state.armFlush()
+            return fanOuts
+        }
+        if let armed { scheduleFlush(at: armed) }
+        for fanOut in fanOuts { record(fanOut) }
+    }
+
+    private func scheduleFlush(at deadline: ContinuousClock.Instant) {
+        coalescing?.timer.schedule(at: deadline) { [weak self] in self?.flushCoalesced(scheduledFor: deadline) }
+    }
+
+    /// Rows whose coalescing window is open, and of them those with a version waiting.
+    var coalescingRows: (open: Int, pending: Int) { state.withLock { ($0.coalescer?.count ?? 0, $0.coalescer?.pendingCount ?? 0) } }
+
+    /// Matches a change, encodes its frames and queues them (under the hub's lock: nothing is copied per binding, and
+    /// the feed is the only publisher of changes, so a socket receives them in commit order).
+    private static func fanOut(_ change: RowChange, to audience: FanOut.Audience, in state: State, policy: SubscriptionPolicy) -> FanOut {
         let tableKey = "\(change.schema).\(change.table)"
         let kind = change.kind
+        let rule = policy.tables[tableKey]
+        var fanOut = FanOut(change: change, visibleColumns: rule?.publicColumns)
+        guard let index = state.tables[tableKey] else { return fanOut }
         // the row as the change shows it: filters are decided on the new record, or on the old one of a delete
         let row = (kind == .delete ? change.oldRecord : change.record) ?? change.record ?? change.oldRecord ?? [:]
-        let rule = policy.tables[tableKey]
         let everyoneSeesAll = rule?.publicColumns == nil
-        let policy = self.policy
-        var fanOut = FanOut(change: change, visibleColumns: rule?.publicColumns)
-        // match, encode and queue under the lock: nothing is copied per binding, and the feed is the only publisher of
-        // changes, so a socket receives them in commit order
-        state.withLock { state in
-            guard let index = state.tables[tableKey] else { return }
-            index.forEachMatch(kind: kind, row: row) { entry in
-                guard let shape = entry.shape else { return fanOut.collect(entry) }
-                let full = everyoneSeesAll || policy.seesEverything(table: tableKey, record: change.record ?? change.oldRecord, viewer: entry.viewer)
-                fanOut.deliver(to: entry.connection, text: fanOut.text(shape: shape, full: full))
+        let owned = change.record ?? change.oldRecord
+        index.forEachMatch(kind: kind, row: row) { entry in
+            switch audience {
+            case .everyone: break
+            case .notCoalesced: if entry.coalesces { return }
+            case .coalesced: if !entry.coalesces { return }
             }
-            fanOut.deliverCollected { entry in
-                everyoneSeesAll || policy.seesEverything(table: tableKey, record: change.record ?? change.oldRecord, viewer: entry.viewer)
-            }
+            guard let shape = entry.shape else { return fanOut.collect(entry) }
+            let full = everyoneSeesAll || policy.seesEverything(table: tableKey, record: owned, viewer: entry.viewer)
+            fanOut.deliver(to: entry.connection, frame: fanOut.frame(shape: shape, full: full))
         }
+        fanOut.deliverCollected { entry in everyoneSeesAll || policy.seesEverything(table: tableKey, record: owned, viewer: entry.viewer) }
+        return fanOut
+    }
+
+    private func record(_ fanOut: FanOut) {
         guard fanOut.sockets > 0 else { return }
         if fanOut.encodes > 0 { metrics.encodes.increment(by: fanOut.encodes) }
         if fanOut.drops > 0 { metrics.slowConsumerDrops.increment(by: fanOut.drops) }
@@ -394,6 +496,15 @@ public final class RealtimeHub: Sendable {
 
     /// One change's fan-out: its frames, encoded once per shape and audience, and what became of them.
     struct FanOut {
+        /// Which of the matching bindings a fan-out reaches.
+        enum Audience {
+            case everyone
+            /// A version held back for the coalesced bindings: only the others get it now.
+            case notCoalesced
+            /// A coalesced version whose window ended: only the coalesced bindings get it (the others had it).
+            case coalesced
+        }
+
         let change: RowChange
         let visibleColumns: Set<String>?
         let committed: Date
@@ -404,8 +515,8 @@ public final class RealtimeHub: Sendable {
         var encodes = 0
         private var lastShape: FrameShape?
         private var lastFull = false
-        private var lastText = ""
-        private var texts: [FrameCacheKey: String] = [:]
+        private var lastFrame: WireFrame?
+        private var frames: [FrameCacheKey: WireFrame] = [:]
         /// Channels with several bindings on the table: their matching binding ids, in order of first match.
         private var collected: [Int: (entry: IndexedSubscription, ids: [Int64])] = [:]
         private var collectedOrder: [Int] = []
@@ -422,31 +533,32 @@ public final class RealtimeHub: Sendable {
         }
 
         /// The frame of this change for a shape and audience, encoded the first time it is asked for.
-        mutating func text(shape: FrameShape, full: Bool) -> String {
-            if shape === lastShape && full == lastFull { return lastText }
-            let text = text(key: FrameCacheKey(shape: shape.key, full: full))
+        mutating func frame(shape: FrameShape, full: Bool) -> WireFrame {
+            if shape === lastShape && full == lastFull, let lastFrame { return lastFrame }
+            let frame = frame(key: FrameCacheKey(shape: shape.key, full: full))
             lastShape = shape
             lastFull = full
-            lastText = text
-            return text
+            lastFrame = frame
+            return frame
         }
 
-        private mutating func text(key: FrameCacheKey) -> String {
-            if let cached = texts[key] { return cached }
+        private mutating func frame(key: FrameCacheKey) -> WireFrame {
+            if let cached = frames[key] { return cached }
             let payload = ChangePayload.build(
                 change: change, kind: change.kind, ids: key.shape.ids, visibleColumns: key.full ? nil : visibleColumns, select: key.shape.select)
-            let text = key.shape.serializer.encode(PhoenixMessage(topic: key.shape.topic, event: "postgres_changes", payload: payload))
-            texts[key] = text
+            let frame = WireFrame(
+                text: key.shape.serializer.encode(PhoenixMessage(topic: key.shape.topic, event: "postgres_changes", payload: payload)))
+            frames[key] = frame
             encodes += 1
-            return text
+            return frame
         }
 
-        mutating func deliver(to connection: ConnectionHandle, text: String) {
+        mutating func deliver(to connection: ConnectionHandle, frame: WireFrame) {
             sockets += 1
-            switch connection.outbox.offer(.change(text, committed: committed)) {
+            switch connection.outbox.offer(.change(frame, committed: committed)) {
             case .queued:
                 queued += 1
-                bytes += text.utf8.count
+                bytes += frame.payloadLength
             case .overflowedNow: drops += 1
             case .rejected: break
             }
@@ -466,7 +578,7 @@ public final class RealtimeHub: Sendable {
             for channel in collectedOrder {
                 guard let (entry, ids) = collected[channel] else { continue }
                 let key = FrameShapeKey(topic: entry.topic, ids: ids.sorted(), serializer: entry.connection.serializer, select: entry.select)
-                deliver(to: entry.connection, text: text(key: FrameCacheKey(shape: key, full: seesEverything(entry))))
+                deliver(to: entry.connection, frame: frame(key: FrameCacheKey(shape: key, full: seesEverything(entry))))
             }
         }
     }
@@ -503,16 +615,16 @@ public final class RealtimeHub: Sendable {
         let isPrivate = record["private"]?.boolValue ?? true
         let topic = "realtime:\(name)"
         let message = Self.databaseBroadcastMessage(topic: topic, record: record, replayed: false)
-        var encoded: [PhoenixSerializer: String] = [:]
+        var encoded: [PhoenixSerializer: WireFrame] = [:]
         let targets: [ConnectionHandle] = state.withLock { state in
             var live: [ConnectionHandle] = []
             guard let members = state.members[topic] else { return [] }
             for (connectionID, member) in members where member.isPrivate == isPrivate && !member.replayed.contains(id) {
                 guard let connection = state.connections[connectionID] else { continue }
                 if member.pending != nil {
-                    let text = encoded[connection.serializer] ?? connection.serializer.encode(message)
-                    encoded[connection.serializer] = text
-                    state.members[topic]?[connectionID]?.pending?.append((id, text))
+                    let frame = encoded[connection.serializer] ?? WireFrame(text: connection.serializer.encode(message))
+                    encoded[connection.serializer] = frame
+                    state.members[topic]?[connectionID]?.pending?.append((id, frame))
                 } else {
                     live.append(connection)
                 }
@@ -523,13 +635,13 @@ public final class RealtimeHub: Sendable {
         var queued = 0
         var bytes = 0
         for target in targets {
-            let text = encoded[target.serializer] ?? target.serializer.encode(message)
-            encoded[target.serializer] = text
-            let frame: OutboundFrame = committed.map { .change(text, committed: $0) } ?? .text(text)
+            let wire = encoded[target.serializer] ?? WireFrame(text: target.serializer.encode(message))
+            encoded[target.serializer] = wire
+            let frame: OutboundFrame = committed.map { .change(wire, committed: $0) } ?? .message(wire)
             switch target.outbox.offer(frame) {
             case .queued:
                 queued += 1
-                bytes += text.utf8.count
+                bytes += wire.payloadLength
             case .overflowedNow: metrics.slowConsumerDrops.increment()
             case .rejected: break
             }
@@ -540,13 +652,13 @@ public final class RealtimeHub: Sendable {
 
     /// Ends a channel's replay: queues the live messages that arrived meanwhile, except those already replayed.
     func finishReplay(connectionID: Int, topic: String, replayedIDs: Set<String>) {
-        let (connection, pending): (ConnectionHandle?, [(id: String, text: String)]) = state.withLock { state in
+        let (connection, pending): (ConnectionHandle?, [(id: String, frame: WireFrame)]) = state.withLock { state in
             let pending = state.members[topic]?[connectionID]?.pending ?? []
             state.members[topic]?[connectionID]?.pending = nil
             state.members[topic]?[connectionID]?.replayed = replayedIDs
             return (state.connections[connectionID], pending)
         }
-        for item in pending where !replayedIDs.contains(item.id) { connection?.outbox.enqueue(.text(item.text)) }
+        for item in pending where !replayedIDs.contains(item.id) { connection?.outbox.enqueue(.message(item.frame)) }
     }
 
     /// The `broadcast` frame of a stored message: `{type, event, payload, meta: {id[, replayed]}}`.
@@ -606,15 +718,15 @@ public final class RealtimeHub: Sendable {
 
     /// Encodes once per format and queues on each target.
     private func send(_ message: PhoenixMessage, to targets: [ConnectionHandle]) {
-        var encoded: [PhoenixSerializer: String] = [:]
+        var encoded: [PhoenixSerializer: WireFrame] = [:]
         var queued = 0
         var bytes = 0
         for target in targets {
-            let text = encoded[target.serializer] ?? target.serializer.encode(message)
-            encoded[target.serializer] = text
-            if target.outbox.enqueue(.text(text)) {
+            let frame = encoded[target.serializer] ?? WireFrame(text: target.serializer.encode(message))
+            encoded[target.serializer] = frame
+            if target.outbox.enqueue(.message(frame)) {
                 queued += 1
-                bytes += text.utf8.count
+                bytes += frame.payloadLength
             }
         }
         if queued > 0 {
@@ -649,5 +761,27 @@ enum ChangePayload {
         if kind != .insert { data["old_record"] = filtered(change.oldRecord) }
         data["errors"] = .null
         return .object(["ids": .array(ids.map { .int($0) }), "data": .object(data)])
+    }
+}
+
+/// The clock and timer of coalescing windows.
+public protocol CoalescingTimer: Sendable {
+    func now() -> ContinuousClock.Instant
+    /// Runs `work` once, at `deadline` or soon after.
+    func schedule(at deadline: ContinuousClock.Instant, _ work: @escaping @Sendable () -> Void)
+}
+
+/// Windows end on an event loop's timer.
+public struct EventLoopCoalescingTimer: CoalescingTimer {
+    let eventLoop: any EventLoop
+
+    public init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+
+    public func now() -> ContinuousClock.Instant { .now }
+
+    public func schedule(at deadline: ContinuousClock.Instant, _ work: @escaping @Sendable () -> Void) {
+        let delay = ContinuousClock.now.duration(to: deadline).components
+        let nanoseconds = max(0, delay.seconds * 1_000_000_000 + delay.attoseconds / 1_000_000_000)
+        eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) { work() }
     }
 }

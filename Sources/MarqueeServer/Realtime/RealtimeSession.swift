@@ -281,7 +281,12 @@ public struct RealtimeSession: Sendable {
         var subscriptions: [Subscription] = []
         for binding in config.bindings where !binding.table.isEmpty {
             switch validate(binding, topic: message.topic, viewer: viewer) {
-            case .success(let subs): subscriptions += subs
+            case .success(let subs):
+                subscriptions += subs.map { subscription in
+                    var subscription = subscription
+                    subscription.coalesce = config.coalesce
+                    return subscription
+                }
             case .failure(let refusal): errors.append(refusal.message)
             }
         }
