@@ -5,6 +5,7 @@ import os
 import resource
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -134,11 +135,23 @@ class ServerProcess:
         return self.process.returncode
 
 
+SERVER_FOLDERS: list = []  # data folders start_server made; removed when the test session ends
+
+
+@pytest.fixture(scope="session", autouse=True)
+def remove_server_folders():
+    yield
+    for path in SERVER_FOLDERS:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def start_server(database_url: str | None, env: dict | None = None, args: list | None = None, data_dir: str | None = None,
                  timeout: float = 60.0, max_open_files: int | None = None) -> ServerProcess:
     """Starts `marquee serve` on a free port and waits until it says it is listening (with `max_open_files` as its
     hard and soft open-file limit when given)."""
-    data_dir = data_dir or tempfile.mkdtemp(prefix="marquee-server-")
+    if data_dir is None:
+        data_dir = tempfile.mkdtemp(prefix="marquee-server-")
+        SERVER_FOLDERS.append(data_dir)
     os.makedirs(data_dir, exist_ok=True)
     os.chmod(data_dir, 0o755)
     full_env = dict(os.environ)
