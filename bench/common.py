@@ -16,7 +16,7 @@ import psycopg
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from conftest import make_token, start_server, with_database  # noqa: E402,F401
+from conftest import drop_database, make_token, start_server, with_database  # noqa: E402,F401
 from loadgen import ProcessGroup  # noqa: E402
 
 
@@ -58,10 +58,7 @@ def database(admin_url=None, binary=None):
         yield with_database(admin_url, name), postgres
     finally:
         try:
-            with connect(admin_url) as conn:
-                conn.execute("select pg_drop_replication_slot(slot_name) from pg_replication_slots "
-                             "where database = %s and not active", (name,))
-                conn.execute(f'drop database if exists "{name}" with (force)')
+            drop_database(admin_url, name)
         except Exception:
             pass
         if work:

@@ -83,10 +83,17 @@ def database():
         conn.execute(f'create database "{name}"')
     db = Database(name, with_database(admin_url(), name))
     yield db
-    with psycopg.connect(admin_url(), autocommit=True) as conn:
-        conn.execute(
-            "select pg_drop_replication_slot(slot_name) from pg_replication_slots where database = %s and not active", (name,)
-        )
+    drop_database(admin_url(), name)
+
+
+def drop_database(admin: str, name: str, timeout_ms: int = 30000):
+    """Drops a test database and the replication slots on it. A server that has just stopped may leave its slot
+    active for a moment (the backend reading it ends after the client has gone), and an active slot makes DROP
+    DATABASE fail: that backend is ended first, waiting (up to `timeout_ms`) until it has exited."""
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for (pid,) in conn.execute("select active_pid from pg_replication_slots where database = %s and active", (name,)).fetchall():
+            conn.execute("select pg_terminate_backend(%s, %s)", (pid, timeout_ms))
+        conn.execute("select pg_drop_replication_slot(slot_name) from pg_replication_slots where database = %s", (name,))
         conn.execute(f'drop database if exists "{name}" with (force)')
 
 
