@@ -1,3 +1,5 @@
+import NIOCore
+
 /// Latest-wins coalescing of a stream of row versions, per row (a pure state machine: the caller passes the time).
 ///
 /// The first version of a row is sent at once and opens a window of `interval`. Versions of the row that arrive
@@ -59,4 +61,26 @@ public struct Coalescer<Instant: InstantProtocol, Item>: Sendable where Instant.
 
     /// Rows with a version waiting for their window to end.
     public var pendingCount: Int { slots.values.count { $0.pending != nil } }
+}
+
+/// The clock and timer of coalescing windows.
+public protocol CoalescingTimer: Sendable {
+    func now() -> ContinuousClock.Instant
+    /// Runs `work` once, at `deadline` or soon after.
+    func schedule(at deadline: ContinuousClock.Instant, _ work: @escaping @Sendable () -> Void)
+}
+
+/// Windows end on an event loop's timer.
+public struct EventLoopCoalescingTimer: CoalescingTimer {
+    let eventLoop: any EventLoop
+
+    public init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+
+    public func now() -> ContinuousClock.Instant { .now }
+
+    public func schedule(at deadline: ContinuousClock.Instant, _ work: @escaping @Sendable () -> Void) {
+        let delay = ContinuousClock.now.duration(to: deadline).components
+        let nanoseconds = max(0, delay.seconds * 1_000_000_000 + delay.attoseconds / 1_000_000_000)
+        eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) { work() }
+    }
 }
