@@ -2,12 +2,15 @@
 given one), `marquee serve`, PostgreSQL's CPU, and a description of the machine and how busy it was."""
 
 import contextlib
+import glob
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from datetime import datetime, timezone
 
@@ -94,6 +97,54 @@ def command_line(script, argv):
         if args[i - 1:i] == ["--database-url"]:
             args[i] = "ADMIN_URL"
     return f".venv/bin/python bench/{script} " + " ".join(args)
+
+
+def pace(start, sent, rate):
+    delay = start + sent / rate - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)  # pacing the writer at the chosen rate, not waiting for a result
+
+
+def commit_reservations(db_url, event_id, type_id, rate, seconds, start):
+    """Commits one-seat holds on a ticket type in SQL, `rate` a second from `start` until `seconds` have passed;
+    returns (commits, the type's final version, its final available count)."""
+    commits = 0
+    with connect(db_url) as conn:
+        while time.monotonic() - start < seconds:
+            pace(start, commits, rate)
+            conn.execute("insert into tickets (event_id, event_ticket_id, user_id, quantity, status, hold_expires_at) "
+                         "values (%s, %s, %s, 1, 'reserved', now() + interval '1 hour')", (event_id, type_id, f"u{commits}"))
+            commits += 1
+        version, available = conn.execute("select version, available from event_tickets where id = %s", (type_id,)).fetchone()
+    return commits, version, available
+
+
+def pgbench_binary():
+    found = shutil.which("pgbench") or sorted(glob.glob("/usr/lib/postgresql/*/bin/pgbench"))[-1:]
+    return found if isinstance(found, str) else (found[0] if found else "pgbench")
+
+
+def run_pgbench(db_url, script, clients, seconds, postgres):
+    """Runs a pgbench script (its text) with `clients` for `seconds`; returns (pgbench's output, PostgreSQL's CPU
+    seconds meanwhile or None). A failed run raises with pgbench's error."""
+    work = tempfile.mkdtemp(prefix="marquee-bench-pgbench-")
+    path = os.path.join(work, "script.sql")
+    with open(path, "w") as f:
+        f.write(script)
+    pg0 = postgres.cpu() if postgres else (0.0, 0.0)
+    try:
+        out = subprocess.run([pgbench_binary(), "-n", "-c", str(clients), "-j", str(min(clients, os.cpu_count() or 2)),
+                              "-T", str(int(seconds)), "-f", path, db_url], capture_output=True, text=True, timeout=seconds + 120)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    pg1 = postgres.cpu() if postgres else (0.0, 0.0)
+    if out.returncode != 0:
+        raise RuntimeError(f"pgbench failed: {out.stderr[-500:]}")
+    return out.stdout, ((pg1[0] - pg0[0]) + (pg1[1] - pg0[1]) if postgres else None)
+
+
+def tps(output):
+    return float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", output).group(1))
 
 
 def loadavg():

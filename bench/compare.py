@@ -132,12 +132,6 @@ def nchan_body(seq, available, size):
     return (body + "x" * max(0, size - len(body) - 2) + '"}').encode()
 
 
-def pace(start, sent, rate):
-    delay = start + sent / rate - time.monotonic()
-    if delay > 0:
-        time.sleep(delay)  # pacing the writer at the chosen rate, not waiting for a result
-
-
 def summarize(server, n, rate, seconds, commits, elapsed, result, final_ok, expected_last, cpu, rss0, rss1, extra):
     lat = loadgen.percentiles(result["latencies"], (50, 90, 99))
     delivered = result["delivered"]
@@ -181,14 +175,7 @@ def run_marquee(db_url, postgres, n, rate, seconds, workers, client, final_timeo
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             cpu0, pg0 = group.cpu(), postgres.cpu() if postgres else (0.0, 0.0)
             start = time.monotonic()
-            commits = 0
-            with common.connect(db_url) as conn:
-                while time.monotonic() - start < seconds:
-                    pace(start, commits, rate)
-                    conn.execute("insert into tickets (event_id, event_ticket_id, user_id, quantity, status, hold_expires_at) "
-                                 "values (%s, %s, %s, 1, 'reserved', now() + interval '1 hour')", (event_id, type_id, f"u{commits}"))
-                    commits += 1
-                version, available = conn.execute("select version, available from event_tickets where id = %s", (type_id,)).fetchone()
+            commits, version, available = common.commit_reservations(db_url, event_id, type_id, rate, seconds, start)
             final_ok = gen.wait_final(version, final_timeout)
             elapsed = time.monotonic() - start
             cpu1, pg1 = group.cpu(), postgres.cpu() if postgres else (0.0, 0.0)
@@ -224,7 +211,7 @@ def run_nchan(n, rate, seconds, workers, client, size, final_timeout, nginx_work
         capacity = 100000000
         pub = http.client.HTTPConnection("127.0.0.1", nchan.port, timeout=30)
         while time.monotonic() - start < seconds:
-            pace(start, seq, rate)
+            common.pace(start, seq, rate)
             seq += 1
             pub.request("POST", "/pub/bench", body=nchan_body(seq, capacity - seq, size),
                          headers={"Content-Type": "application/json", "Accept": "text/json"})

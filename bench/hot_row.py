@@ -15,14 +15,10 @@ Usage: .venv/bin/python bench/hot_row.py --clients 32 --seconds 10 --shards 4 16
 import argparse
 import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
-from reservations import pgbench_binary  # noqa: E402
 
 SCHEMA = """
     drop table if exists hot_holds, hot_counters;
@@ -79,26 +75,14 @@ def check(conn):
 def run(db_url, name, script, shards, capacity, clients, seconds, postgres, log):
     with common.connect(db_url) as conn:
         prepare(conn, shards, capacity)
-    work = tempfile.mkdtemp(prefix="marquee-bench-hot-")
-    path = os.path.join(work, "hold.sql")
-    with open(path, "w") as f:
-        f.write(script)
-    pg0 = postgres.cpu() if postgres else (0.0, 0.0)
-    try:
-        out = subprocess.run([pgbench_binary(), "-n", "-c", str(clients), "-j", str(min(clients, os.cpu_count() or 2)),
-                              "-T", str(int(seconds)), "-f", path, db_url], capture_output=True, text=True, timeout=seconds + 120)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    pg1 = postgres.cpu() if postgres else (0.0, 0.0)
-    if out.returncode != 0:
-        raise RuntimeError(f"pgbench failed: {out.stderr[-500:]}")
-    tps = float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", out.stdout).group(1))
+    output, pg_cpu = common.run_pgbench(db_url, script, clients, seconds, postgres)
+    tps = common.tps(output)
     with common.connect(db_url) as conn:
         taken, holds, over, mismatched = check(conn)
         conn.execute("drop table hot_holds, hot_counters")
     row = {"variant": name, "shards": shards, "clients": clients, "seconds": seconds, "capacity": capacity, "tps": tps,
            "taken": taken, "holds": holds, "over": over, "mismatched": mismatched,
-           "holds_per_s": holds / seconds, "pg_cpu": (pg1[0] - pg0[0]) + (pg1[1] - pg0[1]) if postgres else None}
+           "holds_per_s": holds / seconds, "pg_cpu": pg_cpu}
     log(f"{name}: {row}")
     return row
 

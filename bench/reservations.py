@@ -13,13 +13,9 @@ Usage: .venv/bin/python bench/reservations.py --concurrency 32 --seconds 15 --ty
 
 import argparse
 import asyncio
-import glob
 import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -160,11 +156,6 @@ def run_api(server, db_url, postgres, types, capacity, concurrency, seconds, log
     return row
 
 
-def pgbench_binary():
-    found = shutil.which("pgbench") or sorted(glob.glob("/usr/lib/postgresql/*/bin/pgbench"))[-1:]
-    return found if isinstance(found, str) else (found[0] if found else "pgbench")
-
-
 def run_pgbench(db_url, postgres, types, capacity, concurrency, seconds, log):
     # a sold-out insert raises, and pgbench aborts a client on an error: its types have seats enough for the run
     capacity = max(capacity, 10000000)
@@ -174,26 +165,15 @@ def run_pgbench(db_url, postgres, types, capacity, concurrency, seconds, log):
         conn.execute(f"create table {table} (k int primary key, event_id uuid, type_id uuid)")
         for k, type_id in enumerate(type_ids, 1):
             conn.execute(f"insert into {table} values (%s, %s, %s)", (k, event_id, type_id))
-    work = tempfile.mkdtemp(prefix="marquee-bench-pgbench-")
-    script = os.path.join(work, "reserve.sql")
-    with open(script, "w") as f:
-        f.write(f"\\set k random(1, {types})\n"
-                f"insert into tickets (event_id, event_ticket_id, user_id, quantity, status, hold_expires_at, idempotency_key)\n"
-                f"select event_id, type_id, 'pg-' || :client_id || '-' || gen_random_uuid(), 1, 'reserved', "
-                f"now() + make_interval(secs => 600), gen_random_uuid()::text from {table} where k = :k;\n")
-    pg0 = postgres.cpu() if postgres else (0, 0)
-    try:
-        out = subprocess.run([pgbench_binary(), "-n", "-c", str(concurrency), "-j", str(min(concurrency, os.cpu_count() or 2)),
-                              "-T", str(int(seconds)), "-f", script, db_url], capture_output=True, text=True, timeout=seconds + 120)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    pg1 = postgres.cpu() if postgres else (0, 0)
-    if out.returncode != 0:
-        raise RuntimeError(f"pgbench failed: {out.stderr[-500:]}")
-    tps = float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", out.stdout).group(1))
-    done = int(re.search(r"number of transactions actually processed: (\d+)", out.stdout).group(1))
-    failed = re.search(r"number of failed transactions: (\d+)", out.stdout)
-    lat = re.search(r"latency average = ([\d.]+) ms", out.stdout)
+    script = (f"\\set k random(1, {types})\n"
+              f"insert into tickets (event_id, event_ticket_id, user_id, quantity, status, hold_expires_at, idempotency_key)\n"
+              f"select event_id, type_id, 'pg-' || :client_id || '-' || gen_random_uuid(), 1, 'reserved', "
+              f"now() + make_interval(secs => 600), gen_random_uuid()::text from {table} where k = :k;\n")
+    output, pg_cpu = common.run_pgbench(db_url, script, concurrency, seconds, postgres)
+    tps = common.tps(output)
+    done = int(re.search(r"number of transactions actually processed: (\d+)", output).group(1))
+    failed = re.search(r"number of failed transactions: (\d+)", output)
+    lat = re.search(r"latency average = ([\d.]+) ms", output)
     with common.connect(db_url) as conn:
         rows = conn.execute("select count(*) from tickets t join event_tickets et on et.id = t.event_ticket_id where et.event_id = %s",
                             (event_id,)).fetchone()[0]
@@ -204,7 +184,7 @@ def run_pgbench(db_url, postgres, types, capacity, concurrency, seconds, log):
     row = {"path": "pgbench (SQL)", "types": types, "concurrency": concurrency, "seconds": seconds, "ok": done,
            "rejected": int(failed.group(1)) if failed else 0, "other": 0, "per_s": tps,
            "p50": float(lat.group(1)) if lat else float("nan"), "p99": float("nan"), "server_cpu": None,
-           "pg_cpu": (pg1[0] - pg0[0]) + (pg1[1] - pg0[1]) if postgres else None, "client_cpu": None,
+           "pg_cpu": pg_cpu, "client_cpu": None,
            "rows_match": rows == done, "held": int(sold_reserved[0]), "capacity": int(sold_reserved[1]), "bad_counts": bad}
     log(f"pgbench: {row}")
     return row

@@ -21,7 +21,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 import loadgen  # noqa: E402
-from compare import pace  # noqa: E402
 
 
 def run(db_url, n, nodes, workers, rate, seconds, final_timeout, open_timeout, log):
@@ -48,14 +47,7 @@ def run(db_url, n, nodes, workers, rate, seconds, final_timeout, open_timeout, l
             gen.start()
             cpu0 = [g.cpu() for g in groups]
             start = time.monotonic()
-            commits = 0
-            with common.connect(db_url) as conn:
-                while time.monotonic() - start < seconds:
-                    pace(start, commits, rate)
-                    conn.execute("insert into tickets (event_id, event_ticket_id, user_id, quantity, status, hold_expires_at) "
-                                 "values (%s, %s, %s, 1, 'reserved', now() + interval '1 hour')", (event_id, type_id, f"u{commits}"))
-                    commits += 1
-                version, available = conn.execute("select version, available from event_tickets where id = %s", (type_id,)).fetchone()
+            commits, version, available = common.commit_reservations(db_url, event_id, type_id, rate, seconds, start)
             final_ok = gen.wait_final(version, final_timeout)
             elapsed = time.monotonic() - start
             cpu1 = [g.cpu() for g in groups]
