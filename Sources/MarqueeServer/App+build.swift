@@ -1,6 +1,5 @@
 import Foundation
 import Hummingbird
-import HummingbirdWebSocket
 import Logging
 import MarqueeCore
 import NIOCore
@@ -96,7 +95,7 @@ public func buildApplication(
     let router = buildRouter(dependencies)
     var app = Application(
         router: router,
-        server: .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(maxFrameSize: config.limits.maxFrameBytes, validateUTF8: true)),
+        server: RealtimeServerChannel.builder(gateway: dependencies.gateway),
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: "marquee"),
         onServerRunning: onServerRunning,
         logger: logger)

@@ -360,13 +360,15 @@ final class FaultScene: Sendable {
         }
     }
 
-    /// Starts `count` followers, waits for their first pictures, then starts a reservation burst (which has let none
-    /// through yet).
+    /// Starts `count` followers, waits for their first pictures and their live sockets, then starts a reservation burst
+    /// (which has let none through yet).
     func startFollowersAndBurst(
         _ count: Int, keep: @escaping @Sendable (Follower) -> Void
     ) async throws -> (followers: [Follower], burst: ReservationBurst) {
         let followers = try await Follower.start(count, configuration(), event: event, http: http, signal: signal, keep: keep)
         try await waitForFirstPictures(followers)
+        // a first picture may come over HTTP while a socket is still being opened: the faults are about live sockets
+        try await waitForStatus(followers, "connected") { $0 == .connected }
         return (followers, ReservationBurst.start(database: database, event: event, types: types, signal: signal))
     }
 

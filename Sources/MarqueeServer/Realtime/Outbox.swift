@@ -137,7 +137,9 @@ public final class Outbox: Sendable {
         switch next {
         case .none: break
         case .schedule: sink.loop.schedule(self)
-        case .close(let waiter, let close): waiter?.resume(returning: close)
+        case .close(let waiter, let close):
+            waiter?.resume(returning: close)
+            if case .close(let code, let reason) = close { sink.requestClose(code: code, reason: reason) }
         }
         return result
     }
@@ -224,9 +226,19 @@ final class SocketSink: Sendable {
     /// Set on the loop once the handler is in the pipeline; cleared when it leaves.
     let handler: NIOLoopBoundBox<FrameWriteHandler?>
 
+    /// Set on the loop by the socket's handler: closes the socket with a close frame of this code and reason.
+    let onClose: NIOLoopBoundBox<((UInt16, String) -> Void)?>
+
     init(loop: LoopWriter) {
         self.loop = loop
         self.handler = .makeEmptyBox(valueType: FrameWriteHandler.self, eventLoop: loop.eventLoop)
+        self.onClose = .makeEmptyBox(valueType: ((UInt16, String) -> Void).self, eventLoop: loop.eventLoop)
+    }
+
+    /// Asks the socket's handler, on its loop, to close the socket.
+    func requestClose(code: UInt16, reason: String) {
+        let onClose = self.onClose
+        loop.eventLoop.execute { onClose.value?(code, reason) }
     }
 }
 

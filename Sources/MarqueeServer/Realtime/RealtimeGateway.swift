@@ -1,7 +1,6 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import HummingbirdWebSocket
 import Logging
 import MarqueeCore
 import NIOCore
@@ -13,7 +12,8 @@ public protocol SnapshotSource: Sendable {
     func currentRows(table: String, filter: ChangeFilter) async throws -> (columns: [RowChange.Column], rows: [JSONObject])
 }
 
-/// The realtime endpoint: accepts sockets, runs each one's session, and performs its actions against the hub.
+/// The realtime endpoint: what every socket's session shares (the hub, token checks, limits, the loop writers), and
+/// the actions of a session performed against the hub. Each socket is served by a ``RealtimeSocketHandler``.
 public final class RealtimeGateway: Sendable {
     public struct Configuration: Sendable {
         public var maxFrameBytes = 1 << 20
@@ -63,174 +63,25 @@ public final class RealtimeGateway: Sendable {
         }
     }
 
+    /// A plain HTTP request on a realtime path (a refused upgrade) is answered with what was wrong.
     func addRoutes(to router: Router<MarqueeRequestContext>) {
         for path in Self.paths {
-            router.ws(RouterPath(path)) { request, _ in
-                try await self.checkUpgrade(request)
-                return .upgrade([:])
-            } onUpgrade: { inbound, outbound, context in
-                let address = context.requestContext.remoteAddress?.ipAddress ?? "unknown"
-                try await self.serve(
-                    inbound: inbound, outbound: outbound, request: context.request, address: address, channel: context.requestContext.channel)
+            router.get(RouterPath(path)) { request, _ -> Response in
+                guard PhoenixSerializer(vsn: request.uri.queryParameters.get("vsn")) != nil else {
+                    throw APIError(.badRequest, "unsupported_vsn", "vsn must be 1.0.0 or 2.0.0")
+                }
+                throw APIError(
+                    .init(code: 426, reasonPhrase: "Upgrade Required"), "websocket_required",
+                    "this path takes a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket, Sec-WebSocket-Version: 13)")
             }
-        }
-    }
-
-    /// Refuses the upgrade only for an unknown `vsn`. A missing or bad `apikey` is reported on each join that does not
-    /// bring a valid token of its own, as a `phx_reply` error with the reason, which clients show to the developer.
-    func checkUpgrade(_ request: Request) async throws {
-        guard PhoenixSerializer(vsn: request.uri.queryParameters.get("vsn")) != nil else {
-            throw APIError(.badRequest, "unsupported_vsn", "vsn must be 1.0.0 or 2.0.0")
         }
     }
 
     /// The key every socket is counted under (against ``Configuration/maxConnections``).
     static let allConnections = "all"
 
-    private func connectToken(_ request: Request) async -> TokenCheck {
-        let key =
-            request.headers[HTTPField.Name("x-api-key")!] ?? request.uri.queryParameters.get("apikey") ?? request.headers[HTTPField.Name("apikey")!]
-        guard let key, !key.isEmpty else { return .invalid("InvalidJWTToken: API key is missing") }
-        return await check(key)
-    }
-
-    /// Runs one socket: a reader task feeds the session. With the socket's channel, its frames are written from the
-    /// channel's event loop by a ``FrameWriteHandler`` next to the socket (all sockets of a loop in one pass, one flush
-    /// each) and a small task waits only for a close the outbox asks for; without it, a writer task drains the outbox.
-    func serve(
-        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request, address: String, channel: (any Channel)? = nil
-    ) async throws {
-        let serializer = PhoenixSerializer(vsn: request.uri.queryParameters.get("vsn")) ?? .v1
-        let connectCheck = await connectToken(request)
-        var keys: [(key: String, limit: Int)] = [
-            (Self.allConnections, configuration.maxConnections), ("ip:\(address)", configuration.maxConnectionsPerIP),
-        ]
-        if case .valid(let viewer, _) = connectCheck, let user = viewer.userID { keys.append(("user:\(user)", configuration.maxConnectionsPerUser)) }
-        if let full = hub.admit(keys: keys) {
-            let limit: LimitName = full == Self.allConnections ? .connections : full.hasPrefix("ip:") ? .connectionsPerIP : .connectionsPerUser
-            recordLimit(limit, client: full, logger: logger)
-            let what = limit == .connections ? "on this server" : limit == .connectionsPerIP ? "from this address" : "for this user"
-            try? await outbound.close(
-                limit == .connections ? .unknown(1013) : .policyViolation, reason: "\(limit.rawValue): Too many connections \(what)")
-            return
-        }
-        defer { hub.release(keys: keys.map(\.key)) }
-        let id = nextConnectionID.add(1, ordering: .relaxed).newValue
-        let sink = channel.map { SocketSink(loop: loopWriters.writer(for: $0.eventLoop)) }
-        let outbox = sink.map { Outbox(capacity: configuration.outboxCapacity, sink: $0) } ?? Outbox(capacity: configuration.outboxCapacity)
-        let connection = ConnectionHandle(id: id, serializer: serializer, outbox: outbox)
-        let logger: Logger = {
-            var logger = self.logger
-            logger[metadataKey: "connection"] = "\(id)"
-            return logger
-        }()
-        let started = ContinuousClock.now
-        hub.register(connection)
-        if let channel {
-            // frames queued before the writer is in place wait for it
-            do {
-                try await channel.eventLoop.submit {
-                    try channel.pipeline.syncOperations.addHandler(FrameWriteHandler(outbox: outbox), position: .first)
-                }.get()
-            } catch {
-                logger.debug("realtime socket closed before it was set up", metadata: ["error": "\(error)"])
-                hub.unregister(id)
-                return
-            }
-        }
-        logger.info("realtime connected", metadata: ["vsn": "\(serializer.rawValue)", "token": "\(connectCheck.summary)"])
-        let closeReason = SharedValue("client closed")
-        defer {
-            hub.unregister(id)
-            let elapsed = (ContinuousClock.now - started).components
-            let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
-            logger.info(
-                "realtime disconnected",
-                metadata: ["duration": "\(String(format: "%.3f", seconds))", "reason": "\(closeReason.withLock { $0 })"])
-        }
-        let metrics = hub.metrics
-
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                while let frame = await outbox.next() {
-                    do {
-                        switch frame {
-                        case .message(let wire):
-                            try await outbound.write(.text(wire.text))
-                        case .change(let wire, let committed):
-                            try await outbound.write(.text(wire.text))
-                            metrics.recordSent(committed: committed)
-                        case .close(let code, let reason):
-                            logger.notice("closing realtime socket", metadata: ["reason": "\(reason)", "code": "\(code)"])
-                            closeReason.withLock { $0 = "server closed (\(code)): \(reason)" }
-                            try await outbound.close(.unknown(code), reason: reason)
-                            return
-                        }
-                    } catch is CancellationError {
-                        return  // the reader ended first: its reason stands
-                    } catch {
-                        closeReason.withLock { if $0 == "client closed" { $0 = "write failed: \(describeError(error))" } }
-                        return
-                    }
-                }
-            }
-            var session = RealtimeSession(connectionID: id, connectToken: connectCheck, policy: hub.policy, limits: configuration.limits)
-            let client: String = {
-                if case .valid(let viewer, _) = connectCheck, let user = viewer.userID { return "ip:\(address) user:\(user)" }
-                return "ip:\(address)"
-            }()
-            do {
-                for try await message in inbound.messages(maxSize: configuration.maxFrameBytes) {
-                    hub.metrics.framesIn.increment()
-                    let decoded: PhoenixMessage
-                    do {
-                        switch message {
-                        case .text(let text): decoded = try serializer.decode(text)
-                        case .binary(let buffer): decoded = try PhoenixSerializer.decodeBinaryBroadcast(Array(buffer.readableBytesView))
-                        }
-                    } catch {
-                        hub.metrics.badFrames.increment()
-                        let reason = (error as? FrameError)?.message ?? "\(error)"
-                        logger.debug("bad frame", metadata: ["error": "\(reason)"])
-                        outbox.enqueue(
-                            .text(
-                                serializer.encode(
-                                    PhoenixMessage(
-                                        topic: "phoenix", event: "phx_reply",
-                                        payload: .object(["status": "error", "response": .object(["reason": .string(reason)])])))))
-                        continue
-                    }
-                    var check: TokenCheck?
-                    if let token = RealtimeSession.tokenToCheck(decoded) { check = await self.check(token) }
-                    var access: Bool?
-                    if let (topic, viewer) = session.privateTopicToCheck(decoded, token: check) {
-                        switch await self.access(topic: topic, viewer: viewer, logger: logger) {
-                        case .decided(let allowed):
-                            access = allowed
-                        case .unavailable(let reason) where decoded.event == "phx_join":
-                            // the join cannot be decided now: refuse it with a reason the client can retry on
-                            refuse(decoded, reason: reason, connection: connection, logger: logger)
-                            continue
-                        case .unavailable:
-                            access = false  // a token refresh on a private channel keeps failing closed
-                        }
-                    }
-                    let actions = session.receive(decoded, token: check, topicAccess: access, now: Date()) + session.expireTokens(now: Date())
-                    await perform(actions, connection: connection, client: client, logger: logger)
-                }
-            } catch {
-                if "\(error)".contains("tooBig") || "\(error)".lowercased().contains("too big") {
-                    recordLimit(.frameSize, client: client, logger: logger)
-                    closeReason.withLock { $0 = "frame too large" }
-                } else {
-                    closeReason.withLock { if $0 == "client closed" { $0 = "read failed: \(describeError(error))" } }
-                }
-                logger.debug("realtime read ended", metadata: ["error": "\(error)"])
-            }
-            outbox.finish()
-            group.cancelAll()
-        }
-    }
+    /// A new socket's number (in logs and in the hub).
+    func makeConnectionID() -> Int { nextConnectionID.add(1, ordering: .relaxed).newValue }
 
     func check(_ token: String) async -> TokenCheck {
         do {
@@ -248,8 +99,31 @@ public final class RealtimeGateway: Sendable {
         }
     }
 
+    /// Performs `actions` in order, waiting where one must (a replay or a snapshot read from the database).
     func perform(_ actions: [RealtimeSession.Action], connection: ConnectionHandle, client: String, logger: Logger) async {
-        for action in actions {
+        var rest = performNow(actions[...], connection: connection, client: client, logger: logger)
+        while let next = rest.first {
+            switch next {
+            case .subscribe(let topic, _, _, let membership):
+                // indexed by performNow: what is left is the replay
+                if let since = membership.replaySince {
+                    await replay(topic: topic, since: since, limit: membership.replayLimit, connection: connection, logger: logger)
+                }
+            case .snapshot(let topic, let joinRef, let subscriptions):
+                await sendSnapshot(topic: topic, joinRef: joinRef, subscriptions: subscriptions, connection: connection, logger: logger)
+            default:
+                break
+            }
+            rest = performNow(rest.dropFirst(), connection: connection, client: client, logger: logger)
+        }
+    }
+
+    /// Performs `actions` in order up to the first one that must wait (a channel's replay, after its bindings are indexed,
+    /// or a snapshot), and returns that one with the rest; empty when all were done.
+    func performNow(
+        _ actions: ArraySlice<RealtimeSession.Action>, connection: ConnectionHandle, client: String, logger: Logger
+    ) -> ArraySlice<RealtimeSession.Action> {
+        for (index, action) in zip(actions.indices, actions) {
             switch action {
             case .send(let message):
                 if message.event == "phx_reply", message.payload["status"]?.stringValue == "error",
@@ -266,9 +140,7 @@ public final class RealtimeGateway: Sendable {
                 if let analytics, let event = EventAnalytics.eventID(topic: topic, subscriptions: subscriptions) { analytics.subscribed(event) }
                 logger.info(
                     "realtime joined", metadata: ["topic": "\(topic)", "bindings": "\(subscriptions.count)", "private": "\(membership.isPrivate)"])
-                if let since = membership.replaySince {
-                    await replay(topic: topic, since: since, limit: membership.replayLimit, connection: connection, logger: logger)
-                }
+                if membership.replaySince != nil { return actions[index...] }
             case .unsubscribe(let topic):
                 hub.leave(connectionID: connection.id, topic: topic)
                 logger.info("realtime left", metadata: ["topic": "\(topic)"])
@@ -295,10 +167,11 @@ public final class RealtimeGateway: Sendable {
             case .sendPresenceState(let topic, let joinRef):
                 let message = PhoenixMessage(joinRef: joinRef, topic: topic, event: "presence_state", payload: hub.presenceState(topic: topic))
                 connection.outbox.enqueue(.text(connection.serializer.encode(message)))
-            case .snapshot(let topic, let joinRef, let subscriptions):
-                await sendSnapshot(topic: topic, joinRef: joinRef, subscriptions: subscriptions, connection: connection, logger: logger)
+            case .snapshot:
+                if snapshots != nil { return actions[index...] }
             }
         }
+        return []
     }
 
     /// The answer to whether a viewer may use a private topic.
@@ -323,7 +196,7 @@ public final class RealtimeGateway: Sendable {
     static let databaseUnavailable = "DatabaseUnavailable"
 
     /// Answers `message` (a join) with a `phx_reply` error, without it reaching the session.
-    private func refuse(_ message: PhoenixMessage, reason: String, connection: ConnectionHandle, logger: Logger) {
+    func refuse(_ message: PhoenixMessage, reason: String, connection: ConnectionHandle, logger: Logger) {
         hub.metrics.error(Self.databaseUnavailable)
         logger.info("realtime error", metadata: ["topic": "\(message.topic)", "reason": "\(Self.databaseUnavailable)"])
         let reply = PhoenixMessage(
@@ -396,13 +269,6 @@ public final class RealtimeGateway: Sendable {
             }
         }
     }
-}
-
-/// A value shared between a socket's reader and writer tasks.
-final class SharedValue<Value: Sendable>: Sendable {
-    private let value: Mutex<Value>
-    init(_ value: Value) { self.value = Mutex(value) }
-    func withLock<R>(_ body: (inout Value) -> R) -> R { value.withLock { body(&$0) } }
 }
 
 /// Lets a log line through at most once per `interval` seconds per key (bounded: forgets all keys past 10 000).
