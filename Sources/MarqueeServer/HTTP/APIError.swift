@@ -19,11 +19,15 @@ public struct APIError: HTTPResponseError, Sendable {
         self.details = details
     }
 
-    public func response(from request: Request, context: some RequestContext) throws -> Response {
+    /// The JSON body.
+    public var body: String {
         var error: JSONObject = ["code": .string(code), "message": .string(message)]
         for (key, value) in details.sorted(by: { $0.key < $1.key }) { error[key] = .int(Int64(value)) }
-        let body = JSONValue.object(["error": .object(error)]).serialized()
-        return Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: body)))
+        return JSONValue.object(["error": .object(error)]).serialized()
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 
     static func badRequest(_ code: String, _ message: String) -> APIError { APIError(.badRequest, code, message) }

@@ -18,8 +18,11 @@ public struct RealtimeServerChannel: ServerChildChannel, HTTPChannelHandler {
     enum UpgradeResult: Sendable {
         /// A realtime socket: its handlers run it from here on.
         case realtime
-        /// An HTTP connection (also a refused or failed upgrade: the router answers it).
+        /// An HTTP connection.
         case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+        /// A refused upgrade (not a realtime path, or an unknown `vsn`): answered with what was wrong, then closed (a
+        /// WebSocket client waits for the close to report the failure).
+        case refusedUpgrade(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, APIError)
     }
 
     public struct Value: ServerChildChannelValue {
@@ -45,13 +48,18 @@ public struct RealtimeServerChannel: ServerChildChannel, HTTPChannelHandler {
     public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             let gateway = self.gateway
+            // why an upgrade asked for was refused (the request itself is not passed on to the HTTP handling)
+            let refusal = NIOLoopBoundBox<APIError?>(nil, eventLoop: channel.eventLoop)
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: gateway.configuration.maxFrameBytes,
                 // protocol errors are answered by the socket handler, with the close code of each
                 enableAutomaticErrorHandling: false,
                 shouldUpgrade: { channel, head in
-                    // refused upgrades fall through to the router, which says what was wrong
-                    channel.eventLoop.makeSucceededFuture(SocketRequest(head, channel: channel) == nil ? nil : HTTPHeaders())
+                    guard SocketRequest(head, channel: channel) != nil else {
+                        refusal.value = SocketRequest.refusal(head)
+                        return channel.eventLoop.makeSucceededFuture(nil)
+                    }
+                    return channel.eventLoop.makeSucceededFuture(HTTPHeaders())
                 },
                 upgradePipelineHandler: { channel, head in
                     channel.eventLoop.makeCompletedFuture {
@@ -75,8 +83,9 @@ public struct RealtimeServerChannel: ServerChildChannel, HTTPChannelHandler {
                         try operations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
                         try operations.addHandlers(http1.additionalChannelHandlers())
                         try operations.addHandler(HTTPConnectionStateHandler(idleTimeout: http1.idleTimeout.map { .init($0) }, logger: logger))
-                        return UpgradeResult.http(
-                            try NIOAsyncChannel(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true)))
+                        let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
+                            wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+                        return refusal.value.map { UpgradeResult.refusedUpgrade(http, $0) } ?? UpgradeResult.http(http)
                     }
                 }
             )
@@ -96,6 +105,14 @@ public struct RealtimeServerChannel: ServerChildChannel, HTTPChannelHandler {
                 return  // the socket's handlers serve it on its event loop
             case .http(let channel):
                 await handleHTTP(asyncChannel: channel, logger: logger)
+            case .refusedUpgrade(let channel, let refusal):
+                try await channel.executeThenClose { _, outbound in
+                    let body = ByteBuffer(string: refusal.body)
+                    let fields: HTTPFields = [
+                        .contentType: "application/json; charset=utf-8", .contentLength: "\(body.readableBytes)", .connection: "close",
+                    ]
+                    try await outbound.write(contentsOf: [.head(HTTPResponse(status: refusal.status, headerFields: fields)), .body(body), .end(nil)])
+                }
             }
         } catch let error as ChannelError where error == .inputClosed {
             logger.trace("connection closed before its first request")
@@ -112,6 +129,15 @@ struct SocketRequest: Sendable {
     let apiKey: String?
     /// The client's address, for the per-address limit.
     let address: String
+
+    /// Why an upgrade request is refused.
+    static func refusal(_ head: HTTPRequestHead) -> APIError {
+        let uri = URI(head.uri)
+        guard RealtimeGateway.paths.contains(uri.path) else {
+            return APIError(.notFound, "not_found", "there is no WebSocket endpoint at \(uri.path); use \(RealtimeGateway.paths[0])")
+        }
+        return APIError(.badRequest, "unsupported_vsn", "vsn must be 1.0.0 or 2.0.0")
+    }
 
     /// The request's socket parameters, or nil when it is not a realtime path or asks for an unknown `vsn`.
     init?(_ head: HTTPRequestHead, channel: any Channel) {

@@ -109,10 +109,13 @@ final class RealtimeSocketHandler: ChannelInboundHandler, RemovableChannelHandle
             client += " user:\(user)"
         }
         if let full = gateway.hub.admit(keys: keys) {
-            let limit: LimitName = full == RealtimeGateway.allConnections ? .connections : full.hasPrefix("ip:") ? .connectionsPerIP : .connectionsPerUser
+            let limit: LimitName =
+                full == RealtimeGateway.allConnections ? .connections : full.hasPrefix("ip:") ? .connectionsPerIP : .connectionsPerUser
             gateway.recordLimit(limit, client: full, logger: logger)
             let what = limit == .connections ? "on this server" : limit == .connectionsPerIP ? "from this address" : "for this user"
-            close(code: limit == .connections ? 1013 : 1008, reason: "\(limit.rawValue): Too many connections \(what)", why: "refused: \(limit.rawValue)")
+            close(
+                code: limit == .connections ? 1013 : 1008, reason: "\(limit.rawValue): Too many connections \(what)",
+                why: "refused: \(limit.rawValue)")
             return
         }
         let sink = SocketSink(loop: gateway.loopWriters.writer(for: context.eventLoop))
@@ -208,7 +211,8 @@ final class RealtimeSocketHandler: ChannelInboundHandler, RemovableChannelHandle
                 .text(
                     connection.serializer.encode(
                         PhoenixMessage(
-                            topic: "phoenix", event: "phx_reply", payload: .object(["status": "error", "response": .object(["reason": .string(reason)])])
+                            topic: "phoenix", event: "phx_reply",
+                            payload: .object(["status": "error", "response": .object(["reason": .string(reason)])])
                         ))))
             return
         }
