@@ -124,6 +124,13 @@ private func stored(
         #expect(try await received(late) == ["availability:A:3"])
     }
 
+    @Test func aTopicNobodyWatchesOpensNoWindow() {
+        let hub = makeHub()
+        for version in 2...4 { hub.publishDatabaseBroadcast(stored(version: Int64(version))) }
+        #expect(hub.coalescingRows == (open: 0, pending: 0))
+        #expect(timer.pendingTimers == 0)
+    }
+
     @Test func withoutCoalescingEveryBroadcastGoesOut() async throws {
         let hub = makeHub(interval: .zero)
         let watcher = member(hub, 1)

@@ -34,9 +34,11 @@ extension RealtimeHub {
         let key = coalescing != nil ? Self.coalescedBroadcastKey(record) : nil
         let now = key != nil ? coalescing?.timer.now() : nil
         var armed: ContinuousClock.Instant?
+        let topic = record["topic"]?.stringValue.map { "realtime:\($0)" }
         let delivery = state.withLock { state -> BroadcastDelivery? in
             var audience = FanOut.Audience.everyone
-            if let key, let now, state.coalescer != nil {
+            // a topic nobody has joined needs no window (and no timer)
+            if let key, let now, state.coalescer != nil, let topic, state.members[topic] != nil {
                 if state.coalescer?.offer(.broadcast(record, committed: committed), key: key, now: now) == .held { audience = .notCoalesced }
                 armed = state.armFlush()
             }
