@@ -353,15 +353,16 @@ def main(argv=None):
         f"### Fan-out, Marquee vs Nchan, {run.started} UTC", "",
         f"`{command}`", "",
         f"{context} "
-        f"Marquee: `marquee serve` ({common.build_kind(binary)} build), PostgreSQL on the same machine. Nchan: Debian nginx "
-        f"+ libnginx-mod-nchan, {args.nginx_workers} worker processes. Rate: {rate_text} for {args.seconds:g} s. "
+        f"Marquee: `marquee serve` ({common.build_kind(binary)} build), PostgreSQL on the same machine. "
+        + (f"Nchan: Debian nginx + libnginx-mod-nchan, {args.nginx_workers} worker processes. " if "nchan" in args.servers else "")
+        + f"Rate: {rate_text} for {args.seconds:g} s. "
         f"Load generator: {args.workers} processes, `{args.client}` on uvloop, RLIMIT_NOFILE {nofile}.{ceiling} "
         + (f"Marquee coalesces availability rows every {args.coalesce_ms} ms (latest wins), so it delivers fewer frames "
            f"than were committed: its gaps are skipped intermediate versions; deliveries per subscriber per second: "
            + ", ".join(f"{r['per_subscriber_per_s']:.1f} at {r['subscribers']}" for r in rows if r["server"] == "Marquee" and "error" not in r)
            + "." if args.coalesce_ms else "Coalescing off (MARQUEE_COALESCE_MS=0): every update is delivered by both servers.")
         + server_side_text(rows), "",
-        fmt_table(rows), "", fmt_ratios(rows), ""])
+        fmt_table(rows), ""] + ([fmt_ratios(rows), ""] if set(args.servers) == {"marquee", "nchan"} else []))
     print(text)
     if args.write:
         common.append_results(args.results, text)
