@@ -195,3 +195,47 @@ def now_utc():
 def append_results(path, text):
     with open(path, "a") as f:
         f.write("\n" + text)
+
+
+def scrape_histograms(base_url, names):
+    """The cumulative buckets of Prometheus histograms from the server's /metrics: {name: [(upper bound, count), …]}
+    (the +Inf bucket last); empty when the server cannot be read."""
+    import urllib.request
+
+    found = {name: [] for name in names}
+    try:
+        with urllib.request.urlopen(f"{base_url}/metrics", timeout=10) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    for line in text.splitlines():
+        for name in names:
+            if line.startswith(name + "_bucket{"):
+                bound = re.search(r'le="([^"]+)"', line).group(1)
+                found[name].append((float("inf") if bound == "+Inf" else float(bound), float(line.rsplit(None, 1)[1])))
+    return {name: sorted(buckets) for name, buckets in found.items() if buckets}
+
+
+def histogram_quantiles(before, after, name, qs=(50, 99)):
+    """Quantiles (in ms) of what a histogram recorded between two scrapes, interpolated linearly within a bucket as
+    Prometheus' histogram_quantile does; None when nothing was recorded."""
+    start = dict(before.get(name, []))
+    buckets = [(bound, count - start.get(bound, 0.0)) for bound, count in after.get(name, [])]
+    total = buckets[-1][1] if buckets else 0
+    if total <= 0:
+        return None
+    out = {}
+    for q in qs:
+        rank = q / 100 * total
+        lower, below = 0.0, 0.0
+        for bound, count in buckets:
+            if count >= rank:
+                if bound == float("inf"):
+                    out[q] = lower * 1000  # beyond the last finite bound: report that bound
+                else:
+                    share = (rank - below) / (count - below) if count > below else 1.0
+                    out[q] = (lower + (bound - lower) * share) * 1000
+                break
+            lower, below = bound, count
+    out["count"] = total
+    return out

@@ -149,6 +149,24 @@ def summarize(server, n, rate, seconds, commits, elapsed, result, final_ok, expe
             "per_subscriber_per_s": delivered / max(1, result["subscribed"]) / seconds if seconds else 0.0, **extra}
 
 
+# the server's own view of the lag: commit → frames queued on the sockets (once per change), and commit → the write
+# pass that writes a frame to its socket (once per delivery; the pass's writes and flushes come after)
+SERVER_HISTOGRAMS = ("marquee_commit_to_queue_seconds", "marquee_commit_to_send_seconds")
+
+
+def server_side_text(rows):
+    parts = []
+    for r in rows:
+        side = r.get("server_side") or {}
+        queue, send = side.get(SERVER_HISTOGRAMS[0]), side.get(SERVER_HISTOGRAMS[1])
+        if r["server"] != "Marquee" or "error" in r or not queue or not send:
+            continue
+        parts.append(f"at {r['subscribers']}: commit→queued p50 {queue[50]:.1f} / p99 {queue[99]:.1f} ms, "
+                     f"commit→write pass p50 {send[50]:.1f} / p99 {send[99]:.1f} ms")
+    return (" Marquee's own histograms (`/metrics`, interpolated within buckets of 1-2-5-10-20-50-100-200-500 ms), "
+            + "; ".join(parts) + ".") if parts else ""
+
+
 def run_marquee(db_url, postgres, n, rate, seconds, workers, client, final_timeout, log, perf_file=None, coalesce_ms=0):
     with common.marquee_server(db_url, env={"MARQUEE_COALESCE_MS": str(coalesce_ms)}) as server:  # it applies the migrations
         with common.connect(db_url) as conn:
@@ -173,12 +191,14 @@ def run_marquee(db_url, postgres, n, rate, seconds, workers, client, final_timeo
             if perf_file:  # samples the server's stacks while the load runs
                 perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p", str(server.process.pid), "-o", perf_file],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            hist0 = common.scrape_histograms(server.base_url, SERVER_HISTOGRAMS)
             cpu0, pg0 = group.cpu(), postgres.cpu() if postgres else (0.0, 0.0)
             start = time.monotonic()
             commits, version, available = common.commit_reservations(db_url, event_id, type_id, rate, seconds, start)
             final_ok = gen.wait_final(version, final_timeout)
             elapsed = time.monotonic() - start
             cpu1, pg1 = group.cpu(), postgres.cpu() if postgres else (0.0, 0.0)
+            hist1 = common.scrape_histograms(server.base_url, SERVER_HISTOGRAMS)
             if perf:
                 perf.send_signal(signal.SIGINT)
                 perf.wait(timeout=120)
@@ -189,7 +209,9 @@ def run_marquee(db_url, postgres, n, rate, seconds, workers, client, final_timeo
     cpu = (cpu1[0] - cpu0[0], cpu1[1] - cpu0[1])
     pg = (pg1[0] - pg0[0]) + (pg1[1] - pg0[1])
     row = summarize("Marquee", n, rate, seconds, commits, elapsed, result, final_ok, (version, available), cpu, rss0,
-                    max(rss1, rss_end), {"pg_cpu": pg if postgres else None, "failed": failed, "coalesce_ms": coalesce_ms})
+                    max(rss1, rss_end), {"pg_cpu": pg if postgres else None, "failed": failed, "coalesce_ms": coalesce_ms,
+                                         "server_side": {name: common.histogram_quantiles(hist0, hist1, name)
+                                                         for name in SERVER_HISTOGRAMS}})
     log(f"marquee: {row}")
     return row
 
@@ -331,14 +353,16 @@ def main(argv=None):
         f"### Fan-out, Marquee vs Nchan, {run.started} UTC", "",
         f"`{command}`", "",
         f"{context} "
-        f"Marquee: `marquee serve` ({common.build_kind(binary)} build), PostgreSQL on the same machine. Nchan: Debian nginx "
-        f"+ libnginx-mod-nchan, {args.nginx_workers} worker processes. Rate: {rate_text} for {args.seconds:g} s. "
+        f"Marquee: `marquee serve` ({common.build_kind(binary)} build), PostgreSQL on the same machine. "
+        + (f"Nchan: Debian nginx + libnginx-mod-nchan, {args.nginx_workers} worker processes. " if "nchan" in args.servers else "")
+        + f"Rate: {rate_text} for {args.seconds:g} s. "
         f"Load generator: {args.workers} processes, `{args.client}` on uvloop, RLIMIT_NOFILE {nofile}.{ceiling} "
         + (f"Marquee coalesces availability rows every {args.coalesce_ms} ms (latest wins), so it delivers fewer frames "
            f"than were committed: its gaps are skipped intermediate versions; deliveries per subscriber per second: "
            + ", ".join(f"{r['per_subscriber_per_s']:.1f} at {r['subscribers']}" for r in rows if r["server"] == "Marquee" and "error" not in r)
-           + "." if args.coalesce_ms else "Coalescing off (MARQUEE_COALESCE_MS=0): every update is delivered by both servers."), "",
-        fmt_table(rows), "", fmt_ratios(rows), ""])
+           + "." if args.coalesce_ms else "Coalescing off (MARQUEE_COALESCE_MS=0): every update is delivered by both servers.")
+        + server_side_text(rows), "",
+        fmt_table(rows), ""] + ([fmt_ratios(rows), ""] if set(args.servers) == {"marquee", "nchan"} else []))
     print(text)
     if args.write:
         common.append_results(args.results, text)

@@ -109,7 +109,7 @@ private func ticketTypeUpdate(type: String = typeA, version: Int64) -> RowChange
 
         hub.publish(ticketTypeUpdate(version: 2))  // the first change goes at once
         for version in 3...5 {
-            timer.advance(by: .milliseconds(20))
+            timer.advance(by: .milliseconds(15))
             hub.publish(ticketTypeUpdate(version: Int64(version)))
         }
         hub.publish(ticketTypeUpdate(type: typeB, version: 7))  // another row has a window of its own
@@ -120,14 +120,14 @@ private func ticketTypeUpdate(type: String = typeA, version: Int64) -> RowChange
         }
         #expect(hub.coalescingRows == (open: 2, pending: 1))
 
-        timer.advance(by: .milliseconds(40))  // t = 100 ms: A's window ends; 3 and 4 were never sent to the watcher
+        timer.advance(by: .milliseconds(55))  // t = 100 ms: A's window ends; 3 and 4 were never sent to the watcher
         #expect(try await delivered(watcher) == ["A:5"])
         #expect(try await delivered(unfiltered) == ["A:5"])
         for other in [everything, lowStock, optedOut] { #expect(try await delivered(other).isEmpty) }
 
-        timer.advance(by: .milliseconds(50))
-        hub.publish(ticketTypeUpdate(version: 6))  // in A's second window (100–200 ms)
-        timer.advance(by: .milliseconds(49))
+        timer.advance(by: .milliseconds(30))
+        hub.publish(ticketTypeUpdate(version: 6))  // in A's second window (100–200 ms), before its tolerance
+        timer.advance(by: .milliseconds(69))
         #expect(try await delivered(watcher).isEmpty)
         timer.advance(by: .milliseconds(1))
         #expect(try await delivered(watcher) == ["A:6"])

@@ -84,7 +84,8 @@ def test_fan_out_comparison_delivers_every_update_to_every_subscriber(results_fi
 def test_coalesced_fan_out_reaches_the_final_state_with_fewer_frames(results_file, bench_temp):
     """With the server's coalescing on, a subscriber may skip intermediate versions of the ticket type, but it never
     sees one twice or out of order and always ends at the final one; and it gets at most one frame per window (plus
-    the first one at once), whatever the commit rate."""
+    the first one at once, and one more at most when a version arrives in the last half of the first window),
+    whatever the commit rate."""
     seconds, rate, window_ms = 2, 50, 100
     rows = compare.main(["--servers", "marquee", "--subscribers", "20", "--rate", str(rate), "--seconds", str(seconds),
                          "--workers", "2", "--coalesce-ms", str(window_ms), "--final-timeout", "60", "--database-url", admin_url(),

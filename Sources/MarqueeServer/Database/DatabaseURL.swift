@@ -65,19 +65,22 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
     private static let connectionIDs = ManagedAtomicCounter()
 
     /// Opens one connection, runs `body`, and closes it. With a `deadline`, opening the connection (TCP, TLS, startup
-    /// and authentication) is bounded by it; `body` bounds its own queries.
+    /// and authentication) is bounded by it; `body` bounds its own queries. The connection lives on `eventLoop`, or on
+    /// one of PostgresNIO's default loops (the server's) when nil.
     public func withConnection<T: Sendable>(
-        logger: Logger, deadline: DatabaseDeadline? = nil, _ body: @Sendable (PostgresConnection) async throws -> T
+        logger: Logger, deadline: DatabaseDeadline? = nil, eventLoop: (any EventLoop)? = nil,
+        _ body: @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
         let configuration = connectionConfiguration()
         let id = Self.connectionIDs.next()
+        let loop = eventLoop ?? PostgresConnection.defaultEventLoopGroup.any()
         let connection: PostgresConnection
         if let deadline {
             connection = try await deadline.run("connecting") {
-                try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger)
+                try await PostgresConnection.connect(on: loop, configuration: configuration, id: id, logger: logger)
             }
         } else {
-            connection = try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger)
+            connection = try await PostgresConnection.connect(on: loop, configuration: configuration, id: id, logger: logger)
         }
         do {
             let value = try await body(connection)

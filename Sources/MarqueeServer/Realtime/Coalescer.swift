@@ -5,17 +5,32 @@ import NIOCore
 /// The first version of a row is sent at once and opens a window of `interval`. Versions of the row that arrive
 /// during the window replace each other; when the window ends, the newest is sent (``due(now:)``) and opens the next
 /// window. A row with nothing pending when its window ends is forgotten, so an idle row's next version goes out at
-/// once again. A receiver therefore gets at most one version of a row per `interval`, never an older one after a
-/// newer one, and always the last one.
+/// once again. A receiver therefore gets at most one version of a row per `interval` on average, never an older one
+/// after a newer one, and always the last one.
+///
+/// Windows keep to their schedule: the window after one that was closed late (a busy timer) ends `interval` after
+/// the late one was due to end, not `interval` after it was closed, so lateness is not carried into every later
+/// window (a row changing all the time still gets a version every `interval`); only when that instant has passed
+/// already does the next window end `interval` from now.
+///
+/// A version that arrives at most `tolerance` before its window ends goes at once instead of waiting for the end,
+/// and counts as that window's send (the next window still ends `interval` after this one). A row that changes about
+/// once per `interval` is therefore never held back by the jitter of the change feed, while a row that changes all
+/// the time still gets one version per `interval` (one more in the second it starts, at most).
 public struct Coalescer<Instant: InstantProtocol, Item>: Sendable where Instant.Duration == Duration, Instant: Sendable, Item: Sendable {
     public let interval: Duration
+    /// How long before the end of its window a new version may go at once (half the interval unless told).
+    public let tolerance: Duration
     struct Slot: Sendable {
         var windowEnds: Instant
         var pending: Item?
     }
     private var slots: [String: Slot] = [:]
 
-    public init(interval: Duration) { self.interval = interval }
+    public init(interval: Duration, tolerance: Duration? = nil) {
+        self.interval = interval
+        self.tolerance = min(max(tolerance ?? interval / 2, .zero), interval)
+    }
 
     public enum Decision: Sendable, Equatable {
         /// Send this version now.
@@ -26,13 +41,15 @@ public struct Coalescer<Instant: InstantProtocol, Item>: Sendable where Instant.
 
     /// Decides about a new version of the row `key`.
     public mutating func offer(_ item: Item, key: String, now: Instant) -> Decision {
-        if var slot = slots[key], now < slot.windowEnds {
+        if var slot = slots[key], now < slot.windowEnds.advanced(by: .zero - tolerance) {
             slot.pending = item
             slots[key] = slot
             return .held
         }
-        // no window open (or one that ended before its pending version was taken: this newer one supersedes it)
-        slots[key] = Slot(windowEnds: now.advanced(by: interval), pending: nil)
+        // no window open, or one that ends within the tolerance or has ended before its pending version was taken:
+        // this newer one goes now and supersedes the pending one
+        let windowEnds = slots[key].map { nextWindowEnd(after: $0.windowEnds, now: now) } ?? now.advanced(by: interval)
+        slots[key] = Slot(windowEnds: windowEnds, pending: nil)
         return .sendNow
     }
 
@@ -45,12 +62,18 @@ public struct Coalescer<Instant: InstantProtocol, Item>: Sendable where Instant.
         for (key, slot) in ended {
             if let pending = slot.pending {
                 items.append(pending)
-                slots[key] = Slot(windowEnds: now.advanced(by: interval), pending: nil)
+                slots[key] = Slot(windowEnds: nextWindowEnd(after: slot.windowEnds, now: now), pending: nil)
             } else {
                 slots[key] = nil
             }
         }
         return items
+    }
+
+    /// The end of the window after one that ended at `end`, a window sent at `now`: on schedule, unless that has passed.
+    private func nextWindowEnd(after end: Instant, now: Instant) -> Instant {
+        let scheduled = end.advanced(by: interval)
+        return scheduled > now ? scheduled : now.advanced(by: interval)
     }
 
     /// When ``due(now:)`` next has something to do (a window ends); nil when no row is in a window.

@@ -27,6 +27,15 @@ public final class RealtimeHub: Sendable {
         var pending: [(id: String, frame: WireFrame)]?
         /// Ids of the messages replayed at join (at most the replay limit): the feed may still bring them live.
         var replayed: Set<String> = []
+        /// Whether it gets a ticket type's availability broadcasts at most once per coalescing window.
+        var coalesces = false
+    }
+
+    /// What the coalescer holds back: a row version for the coalesced postgres_changes bindings, or a database
+    /// broadcast for the coalescing members of its topic.
+    enum CoalescedItem: Sendable {
+        case row(RowChange)
+        case broadcast(JSONObject, committed: Date?)
     }
 
     struct State: Sendable {
@@ -42,7 +51,7 @@ public final class RealtimeHub: Sendable {
         var nextPresenceRef = 0
         var topicBuckets: [String: TokenBucket] = [:]
         var connectionsByKey: [String: Int] = [:]  // "ip:<addr>" / "user:<sub>" → open sockets
-        var coalescer: Coalescer<ContinuousClock.Instant, RowChange>?
+        var coalescer: Coalescer<ContinuousClock.Instant, CoalescedItem>?
         /// When the coalescing timer is set to fire next.
         var flushAt: ContinuousClock.Instant?
 
@@ -77,7 +86,7 @@ public final class RealtimeHub: Sendable {
     }
 
     public let policy: SubscriptionPolicy
-    private let state = Mutex(State())
+    let state = Mutex(State())
     let metrics: HubMetrics
     /// Client broadcasts per second per topic (bursts of twice as many); nil for no limit.
     let broadcastsPerSecond: Double?
@@ -186,7 +195,7 @@ public final class RealtimeHub: Sendable {
             }
             state.members[topic, default: [:]][connectionID] = Member(
                 joinRef: joinRef, receiveOwnBroadcasts: membership.receiveOwnBroadcasts, isPrivate: membership.isPrivate,
-                pending: membership.replaySince != nil ? [] : nil)
+                pending: membership.replaySince != nil ? [] : nil, coalesces: state.coalescer != nil && membership.coalesce)
             return (isNew, replaced)
         }
         if isNewChannel { metrics.channels.increment() }
@@ -268,7 +277,7 @@ public final class RealtimeHub: Sendable {
         let fanOut = state.withLock { state -> FanOut in
             var audience = FanOut.Audience.everyone
             if let rowKey, let now, state.coalescer != nil {
-                if state.coalescer?.offer(change, key: rowKey, now: now) == .held { audience = .notCoalesced }
+                if state.coalescer?.offer(.row(change), key: rowKey, now: now) == .held { audience = .notCoalesced }
                 armed = state.armFlush()
             }
             return Self.fanOut(change, to: audience, in: state, policy: policy)
@@ -288,23 +297,34 @@ public final class RealtimeHub: Sendable {
             && subscription.filter.conditions.allSatisfy { coalescedTable.filterColumns.contains($0.column) }
     }
 
-    /// Sends the newest pending version of every row whose window has ended to the coalesced bindings.
+    /// Sends the newest pending version of every row (and availability broadcast) whose window has ended to the
+    /// coalesced bindings (and members).
     func flushCoalesced(scheduledFor deadline: ContinuousClock.Instant) {
         guard let coalescing else { return }
         let now = coalescing.timer.now()
         var armed: ContinuousClock.Instant?
+        var broadcasts: [BroadcastDelivery] = []
         let fanOuts = state.withLock { state -> [FanOut] in
             if state.flushAt == deadline { state.flushAt = nil }
-            let due = state.coalescer?.due(now: now) ?? []
-            let fanOuts = due.map { Self.fanOut($0, to: .coalesced, in: state, policy: policy) }
+            var fanOuts: [FanOut] = []
+            for item in state.coalescer?.due(now: now) ?? [] {
+                switch item {
+                case .row(let change): fanOuts.append(Self.fanOut(change, to: .coalesced, in: state, policy: policy))
+                case .broadcast(let record, let committed):
+                    if let delivery = Self.databaseBroadcastTargets(record, committed: committed, to: .coalesced, in: &state) {
+                        broadcasts.append(delivery)
+                    }
+                }
+            }
             armed = state.armFlush()
             return fanOuts
         }
         if let armed { scheduleFlush(at: armed) }
         for fanOut in fanOuts { record(fanOut) }
+        for delivery in broadcasts { deliver(delivery) }
     }
 
-    private func scheduleFlush(at deadline: ContinuousClock.Instant) {
+    func scheduleFlush(at deadline: ContinuousClock.Instant) {
         coalescing?.timer.schedule(at: deadline) { [weak self] in self?.flushCoalesced(scheduledFor: deadline) }
     }
 
@@ -323,7 +343,7 @@ public final class RealtimeHub: Sendable {
         let row = (kind == .delete ? change.oldRecord : change.record) ?? change.record ?? change.oldRecord ?? [:]
         let everyoneSeesAll = rule?.publicColumns == nil
         let owned = change.record ?? change.oldRecord
-        index.forEachMatch(kind: kind, row: row) { entry in
+        index.forEachMatch(kind: kind, row: row, skippingCoalesced: audience == .notCoalesced) { entry in
             switch audience {
             case .everyone: break
             case .notCoalesced: if entry.coalesces { return }
@@ -431,158 +451,6 @@ public final class RealtimeHub: Sendable {
                 let key = FrameShapeKey(topic: entry.topic, ids: ids.sorted(), serializer: entry.connection.serializer, select: entry.select)
                 deliver(to: entry.connection, frame: frame(key: FrameCacheKey(shape: key, full: seesEverything(entry))))
             }
-        }
-    }
-
-    // MARK: Broadcast and presence
-
-    /// Sends a client's broadcast to the topic's other members (and to the sender when it asked for its own); false
-    /// when the topic's broadcast rate is exceeded (nothing is sent).
-    @discardableResult
-    func broadcast(topic: String, payload: JSONValue, from sender: Int, now: Double = ProcessInfo.processInfo.systemUptime) -> Bool {
-        let targets: [ConnectionHandle]? = state.withLock { state in
-            if let rate = broadcastsPerSecond {
-                var bucket = state.topicBuckets[topic] ?? TokenBucket(rate: rate, burst: rate * 2)
-                let allowed = bucket.take(now: now)
-                state.topicBuckets[topic] = bucket
-                if state.topicBuckets.count > 100_000 { state.topicBuckets = [topic: bucket] }  // bounded memory
-                guard allowed else { return nil }
-            }
-            return (state.members[topic] ?? [:]).compactMap { id, member in
-                id == sender && !member.receiveOwnBroadcasts ? nil : state.connections[id]
-            }
-        }
-        guard let targets else { return false }
-        send(PhoenixMessage(topic: topic, event: "broadcast", payload: payload), to: targets)
-        return true
-    }
-
-    /// Delivers a message stored in `realtime.messages` (by `realtime.send` or `broadcast_changes`) to the topic's
-    /// channels of the same privacy, encoded once per format.
-    public func publishDatabaseBroadcast(_ record: JSONObject, committed: Date? = nil) {
-        guard record["extension"]?.stringValue ?? "broadcast" == "broadcast", let name = record["topic"]?.stringValue,
-            let id = record["id"]?.stringValue
-        else { return }
-        let isPrivate = record["private"]?.boolValue ?? true
-        let topic = "realtime:\(name)"
-        let message = Self.databaseBroadcastMessage(topic: topic, record: record, replayed: false)
-        var encoded: [PhoenixSerializer: WireFrame] = [:]
-        let targets: [ConnectionHandle] = state.withLock { state in
-            var live: [ConnectionHandle] = []
-            guard let members = state.members[topic] else { return [] }
-            for (connectionID, member) in members where member.isPrivate == isPrivate && !member.replayed.contains(id) {
-                guard let connection = state.connections[connectionID] else { continue }
-                if member.pending != nil {
-                    let frame = encoded[connection.serializer] ?? WireFrame(text: connection.serializer.encode(message))
-                    encoded[connection.serializer] = frame
-                    state.members[topic]?[connectionID]?.pending?.append((id, frame))
-                } else {
-                    live.append(connection)
-                }
-            }
-            return live
-        }
-        guard !targets.isEmpty else { return }
-        var queued = 0
-        var bytes = 0
-        for target in targets {
-            let wire = encoded[target.serializer] ?? WireFrame(text: target.serializer.encode(message))
-            encoded[target.serializer] = wire
-            let frame: OutboundFrame = committed.map { .change(wire, committed: $0) } ?? .message(wire)
-            switch target.outbox.offer(frame) {
-            case .queued:
-                queued += 1
-                bytes += wire.payloadLength
-            case .overflowedNow: metrics.slowConsumerDrops.increment()
-            case .rejected: break
-            }
-        }
-        if let committed { metrics.recordQueued(committed: committed) }
-        metrics.recordFanOut(sockets: targets.count, queued: queued, bytes: bytes)
-    }
-
-    /// Ends a channel's replay: queues the live messages that arrived meanwhile, except those already replayed.
-    func finishReplay(connectionID: Int, topic: String, replayedIDs: Set<String>) {
-        let (connection, pending): (ConnectionHandle?, [(id: String, frame: WireFrame)]) = state.withLock { state in
-            let pending = state.members[topic]?[connectionID]?.pending ?? []
-            state.members[topic]?[connectionID]?.pending = nil
-            state.members[topic]?[connectionID]?.replayed = replayedIDs
-            return (state.connections[connectionID], pending)
-        }
-        for item in pending where !replayedIDs.contains(item.id) { connection?.outbox.enqueue(.message(item.frame)) }
-    }
-
-    /// The `broadcast` frame of a stored message: `{type, event, payload, meta: {id[, replayed]}}`.
-    static func databaseBroadcastMessage(topic: String, record: JSONObject, replayed: Bool) -> PhoenixMessage {
-        var meta: JSONObject = ["id": record["id"] ?? .null]
-        if replayed { meta["replayed"] = true }
-        let payload: JSONValue = [JSONValue.null].contains(record["payload"] ?? .null) ? .object([:]) : (record["payload"] ?? .object([:]))
-        return PhoenixMessage(
-            topic: topic, event: "broadcast",
-            payload: .object([
-                "type": "broadcast", "event": record["event"] ?? .null, "payload": payload, "meta": .object(meta),
-            ]))
-    }
-
-    func trackPresence(topic: String, key: String, connectionID: Int, payload: JSONObject) {
-        let (meta, previous): (JSONObject, JSONObject?) = state.withLock { state in
-            state.nextPresenceRef += 1
-            var meta = payload
-            meta["phx_ref"] = .string("mq\(state.nextPresenceRef)")
-            let previous = state.presence[topic]?[key]?.meta
-            if let previousRef = previous?["phx_ref"] { meta["phx_ref_prev"] = previousRef }
-            state.presence[topic, default: [:]][key] = (connectionID, meta)
-            return (meta, previous)
-        }
-        sendPresenceDiff(topic: topic, joins: [key: meta], leaves: previous.map { [key: $0] } ?? [:])
-    }
-
-    func untrackPresence(topic: String, connectionID: Int) {
-        let left: (String, JSONObject)? = state.withLock { state in
-            guard let entry = state.presence[topic]?.first(where: { $0.value.connection == connectionID }) else { return nil }
-            state.presence[topic]?[entry.key] = nil
-            return (entry.key, entry.value.meta)
-        }
-        if let left { sendPresenceDiff(topic: topic, joins: [:], leaves: [left.0: left.1]) }
-    }
-
-    /// The `presence_state` payload of a topic.
-    func presenceState(topic: String) -> JSONValue {
-        let entries = state.withLock { $0.presence[topic] ?? [:] }
-        var object = JSONObject()
-        for (key, entry) in entries.sorted(by: { $0.key < $1.key }) {
-            object[key] = .object(["metas": .array([.object(entry.meta)])])
-        }
-        return .object(object)
-    }
-
-    private func sendPresenceDiff(topic: String, joins: [String: JSONObject], leaves: [String: JSONObject]) {
-        func section(_ entries: [String: JSONObject]) -> JSONValue {
-            .object(JSONObject(entries.sorted(by: { $0.key < $1.key }).map { (key: $0.key, value: .object(["metas": .array([.object($0.value)])])) }))
-        }
-        let targets: [ConnectionHandle] = state.withLock { state in
-            (state.members[topic] ?? [:]).keys.compactMap { state.connections[$0] }
-        }
-        send(
-            PhoenixMessage(topic: topic, event: "presence_diff", payload: .object(["joins": section(joins), "leaves": section(leaves)])), to: targets)
-    }
-
-    /// Encodes once per format and queues on each target.
-    private func send(_ message: PhoenixMessage, to targets: [ConnectionHandle]) {
-        var encoded: [PhoenixSerializer: WireFrame] = [:]
-        var queued = 0
-        var bytes = 0
-        for target in targets {
-            let frame = encoded[target.serializer] ?? WireFrame(text: target.serializer.encode(message))
-            encoded[target.serializer] = frame
-            if target.outbox.enqueue(.message(frame)) {
-                queued += 1
-                bytes += frame.payloadLength
-            }
-        }
-        if queued > 0 {
-            metrics.deliveries.increment(by: queued)
-            metrics.bytesOut.increment(by: bytes)
         }
     }
 }

@@ -77,6 +77,9 @@ public struct RealtimeSession: Sendable {
         /// Replay stored messages newer than `since` (ms), at most `limit`, before live ones.
         public var replaySince: Int64?
         public var replayLimit: Int
+        /// Whether the channel accepts coalescing (`config.marquee.coalesce`, default true): availability broadcasts
+        /// of a ticket type at most once per coalescing window, the newest.
+        public var coalesce = true
     }
 
     public let policy: SubscriptionPolicy
@@ -299,7 +302,8 @@ public struct RealtimeSession: Sendable {
                 topic: message.topic, joinRef: message.joinRef, subscriptions: subscriptions,
                 membership: Membership(
                     receiveOwnBroadcasts: config.broadcastSelf, isPrivate: config.isPrivate,
-                    replaySince: config.isPrivate ? config.replay?.since : nil, replayLimit: config.replay?.limit ?? 0)))
+                    replaySince: config.isPrivate ? config.replay?.since : nil, replayLimit: config.replay?.limit ?? 0,
+                    coalesce: config.coalesce)))
         if !config.bindings.isEmpty {
             if errors.isEmpty {
                 actions.append(

@@ -75,16 +75,22 @@ final class FrameShape: Sendable {
 struct SubscriptionBucket: Sendable {
     private(set) var entries: [IndexedSubscription] = []
     private var positions: [Int: Int] = [:]
+    /// How many of the entries are coalesced bindings.
+    private var coalescing = 0
     var isEmpty: Bool { entries.isEmpty }
     var count: Int { entries.count }
+    /// Whether every binding here is coalesced (a version held back for them concerns nobody here).
+    var allCoalesce: Bool { coalescing == entries.count }
 
     mutating func insert(_ entry: IndexedSubscription) {
         positions[entry.uid] = entries.count
         entries.append(entry)
+        if entry.coalesces { coalescing += 1 }
     }
 
     mutating func remove(uid: Int) {
         guard let position = positions.removeValue(forKey: uid) else { return }
+        if entries[position].coalesces { coalescing -= 1 }
         let last = entries.removeLast()
         if position < entries.count {
             entries[position] = last
@@ -132,12 +138,18 @@ struct TableIndex: Sendable {
 
     /// Calls `body` with every binding whose filter holds for `row` (the row as the change shows it: the new record, or
     /// the old one of a delete) and that wants `kind`. Each binding is visited at most once: it sits in one bucket, and
-    /// a column's value selects one bucket.
-    func forEachMatch(kind: RowChangeKind, row: JSONObject, _ body: (IndexedSubscription) -> Void) {
-        for entry in unfiltered.entries where entry.events.accepts(kind) { body(entry) }
-        for entry in scanned.entries where entry.events.accepts(kind) && entry.filter.matches(row) { body(entry) }
+    /// a column's value selects one bucket. With `skippingCoalesced`, buckets of coalesced bindings only are not walked
+    /// (a version held back for them: 10 000 watchers of a ticket type need not be visited for each held version).
+    func forEachMatch(kind: RowChangeKind, row: JSONObject, skippingCoalesced: Bool = false, _ body: (IndexedSubscription) -> Void) {
+        if !(skippingCoalesced && unfiltered.allCoalesce) {
+            for entry in unfiltered.entries where entry.events.accepts(kind) { body(entry) }
+        }
+        if !(skippingCoalesced && scanned.allCoalesce) {
+            for entry in scanned.entries where entry.events.accepts(kind) && entry.filter.matches(row) { body(entry) }
+        }
         for (column, values) in byValue {
             guard let value = row[column], let text = ChangeFilter.canonicalText(value), let bucket = values[text] else { continue }
+            if skippingCoalesced && bucket.allCoalesce { continue }
             for entry in bucket.entries where entry.events.accepts(kind) && (!entry.checksFilter || entry.filter.matches(row)) { body(entry) }
         }
     }
