@@ -60,7 +60,7 @@ public func buildApplication(
     }
     let metrics = MetricsRegistry()
     let coalescing = RealtimeHub.Coalescing(
-        interval: .milliseconds(config.coalesceMilliseconds), timer: EventLoopCoalescingTimer(eventLoop: MultiThreadedEventLoopGroup.singleton.any()))
+        interval: .milliseconds(config.coalesceMilliseconds), timer: EventLoopCoalescingTimer(eventLoop: ChangeFeed.eventLoopGroup.next()))
     let hub = RealtimeHub(
         policy: policy, metrics: HubMetrics(registry: metrics), broadcastsPerSecond: config.limits.broadcastsPerSecondPerTopic,
         coalescing: coalescing)

@@ -318,6 +318,11 @@ final class RealtimeSocketHandler: ChannelInboundHandler, RemovableChannelHandle
             close(code: 1001, reason: "server shutting down", why: "server shutting down")
             return
         }
+        if case .inputClosed = event as? ChannelEvent {
+            // the client shut its side down (the server allows half-closed connections): nothing more will come
+            context.close(promise: nil)
+            return
+        }
         context.fireUserInboundEventTriggered(event)
     }
 
