@@ -47,6 +47,9 @@ public struct RealtimeServerChannel: ServerChildChannel, HTTPChannelHandler {
 
     public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
+            // a channel keeps its last read buffer for the next read: start it small (NIO's default is 2 KB, most of an
+            // idle socket's memory), and let it grow for connections that send more
+            try channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: Self.readBuffers)
             let gateway = self.gateway
             // why an upgrade asked for was refused (the request itself is not passed on to the HTTP handling)
             let refusal = NIOLoopBoundBox<APIError?>(nil, eventLoop: channel.eventLoop)
@@ -98,6 +101,9 @@ public struct RealtimeServerChannel: ServerChildChannel, HTTPChannelHandler {
         }
     }
 
+    /// Read buffers of 256 bytes at first (most frames fit; an upgrade request takes a read or two more), growing up to 64 KB while reads fill them.
+    static let readBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536)
+
     public func handle(value: Value, logger: Logger) async {
         do {
             switch try await value.upgradeResult.get() {
@@ -126,7 +132,7 @@ public struct RealtimeServerChannel: ServerChildChannel, HTTPChannelHandler {
 struct SocketRequest: Sendable {
     let serializer: PhoenixSerializer
     /// The `apikey` (header `x-api-key` or `apikey`, or query `apikey`), if any.
-    let apiKey: String?
+    var apiKey: String?
     /// The client's address, for the per-address limit.
     let address: String
 

@@ -51,7 +51,8 @@ final class RealtimeSocketHandler: ChannelInboundHandler, RemovableChannelHandle
     static let closeGracePeriod = TimeAmount.seconds(2)
 
     private let gateway: RealtimeGateway
-    private let request: SocketRequest
+    /// The upgrade request's parameters (the `apikey` is dropped once checked).
+    private var request: SocketRequest
     private let id: Int
     private var context: ChannelHandlerContext?
     private var phase = Phase.connecting
@@ -79,11 +80,14 @@ final class RealtimeSocketHandler: ChannelInboundHandler, RemovableChannelHandle
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        // a socket reads little: one read buffer per wake-up is enough, and the channel keeps no spare ones
+        try? context.channel.syncOptions?.setOption(ChannelOptions.maxMessagesPerRead, value: 1)
         guard let key = request.apiKey, !key.isEmpty else {
             admit(connectCheck: .invalid("InvalidJWTToken: API key is missing"))
             return
         }
         busy = true
+        request.apiKey = nil
         let gateway = self.gateway
         let loop = context.eventLoop
         let handler = NIOLoopBound(self, eventLoop: loop)
