@@ -19,6 +19,12 @@ public final class ConnectionHandle: Sendable {
 /// The router and fan-out: it indexes every channel's bindings and, for each committed change, finds the channels it
 /// concerns, encodes the frame once per (topic, ids, format, audience) and queues the same text on every socket.
 public final class RealtimeHub: Sendable {
+    /// A (connection, topic) channel (the topic's text is shared, not copied into a key of its own).
+    struct ChannelKey: Hashable, Sendable {
+        var connection: Int
+        var topic: String
+    }
+
     struct Member: Sendable {
         var joinRef: String?
         var receiveOwnBroadcasts: Bool
@@ -41,8 +47,8 @@ public final class RealtimeHub: Sendable {
     struct State: Sendable {
         var connections: [Int: ConnectionHandle] = [:]
         var tables: [String: TableIndex] = [:]
-        var channelSubscriptions: [String: [Subscription]] = [:]  // "connection|topic" → its subscriptions
-        var channelEntries: [String: [IndexedSubscription]] = [:]  // "connection|topic" → its indexed bindings
+        var channelSubscriptions: [ChannelKey: [Subscription]] = [:]  // a channel's subscriptions
+        var channelEntries: [ChannelKey: [IndexedSubscription]] = [:]  // a channel's indexed bindings
         var shapes: [FrameShapeKey: (shape: FrameShape, users: Int)] = [:]
         var nextChannelUID = 0
         var members: [String: [Int: Member]] = [:]  // topic → connection → member
@@ -162,7 +168,7 @@ public final class RealtimeHub: Sendable {
 
     func join(connectionID: Int, topic: String, joinRef: String?, subscriptions: [Subscription], membership: RealtimeSession.Membership) {
         let (isNewChannel, replaced) = state.withLock { state in
-            let channelKey = "\(connectionID)|\(topic)"
+            let channelKey = ChannelKey(connection: connectionID, topic: topic)
             let isNew = state.members[topic]?[connectionID] == nil
             // a channel joined again without leaving first loses its earlier bindings
             state.removeFromIndex(state.channelEntries.removeValue(forKey: channelKey) ?? [])
@@ -206,7 +212,7 @@ public final class RealtimeHub: Sendable {
     /// Removes a channel's bindings, membership and presence.
     public func leave(connectionID: Int, topic: String) {
         let (removed, wasMember, left): ([Subscription], Bool, (key: String, meta: JSONObject)?) = state.withLock { state in
-            let channelKey = "\(connectionID)|\(topic)"
+            let channelKey = ChannelKey(connection: connectionID, topic: topic)
             let subscriptions = state.channelSubscriptions.removeValue(forKey: channelKey) ?? []
             let wasMember = state.members[topic]?[connectionID] != nil
             state.removeFromIndex(state.channelEntries.removeValue(forKey: channelKey) ?? [])
@@ -242,7 +248,7 @@ public final class RealtimeHub: Sendable {
         let channels: [(topic: String, subscriptions: [Subscription])] = state.withLock { state in
             var list: [(String, [Subscription])] = []
             for (topic, members) in state.members {
-                for connection in members.keys { list.append((topic, state.channelSubscriptions["\(connection)|\(topic)"] ?? [])) }
+                for connection in members.keys { list.append((topic, state.channelSubscriptions[ChannelKey(connection: connection, topic: topic)] ?? [])) }
             }
             return list
         }

@@ -61,12 +61,14 @@ public struct RealtimeSession: Sendable {
         case snapshot(topic: String, joinRef: String?, subscriptions: [Subscription])
     }
 
+    /// What a joined channel needs later (the parsed join config is not kept: a socket may hold it for hours).
     struct Channel: Sendable {
         var joinRef: String?
-        var config: JoinConfig
+        var isPrivate: Bool
+        var broadcastAck: Bool
+        var presenceKey: String
         var viewer: Viewer
         var expiresAt: Date?
-        var token: String?
     }
 
     /// How a channel takes part in broadcasts.
@@ -111,7 +113,7 @@ public struct RealtimeSession: Sendable {
             guard (try? JoinConfig.parse(message.payload))?.isPrivate == true else { return nil }
             viewerCheck = token ?? connectToken
         case "access_token":
-            guard channels[message.topic]?.config.isPrivate == true, let token else { return nil }
+            guard channels[message.topic]?.isPrivate == true, let token else { return nil }
             viewerCheck = token
         default:
             return nil
@@ -171,7 +173,7 @@ public struct RealtimeSession: Sendable {
             guard let token else { return [] }
             switch token {
             case .valid(let viewer, let expiresAt):
-                if channel.config.isPrivate && topicAccess != true {
+                if channel.isPrivate && topicAccess != true {
                     channels[message.topic] = nil
                     let name = String(message.topic.dropFirst("realtime:".count))
                     return [
@@ -196,7 +198,7 @@ public struct RealtimeSession: Sendable {
             guard case .object(let payload) = message.payload, payload["event"]?.stringValue != nil else {
                 return [reply(message, status: "error", response: .object(["reason": "a broadcast needs {type, event, payload}"]))]
             }
-            return [.broadcast(topic: message.topic, payload: message.payload, request: message, ack: channel.config.broadcastAck)]
+            return [.broadcast(topic: message.topic, payload: message.payload, request: message, ack: channel.broadcastAck)]
         case "presence":
             let kind = message.payload["event"]?.stringValue ?? ""
             switch kind {
@@ -205,7 +207,7 @@ public struct RealtimeSession: Sendable {
                 guard case .object(let meta) = payload else {
                     return [reply(message, status: "error", response: .object(["reason": "Presence track payload must be a map"]))]
                 }
-                let key: String = channel.config.presenceKey.isEmpty ? "conn-\(connectionID)" : channel.config.presenceKey
+                let key: String = channel.presenceKey.isEmpty ? "conn-\(connectionID)" : channel.presenceKey
                 return [.trackPresence(topic: message.topic, key: key, payload: meta), reply(message, status: "ok", response: .object([:]))]
             case "untrack":
                 return [.untrackPresence(topic: message.topic), reply(message, status: "ok", response: .object([:]))]
@@ -294,7 +296,8 @@ public struct RealtimeSession: Sendable {
             }
         }
         channels[message.topic] = Channel(
-            joinRef: message.joinRef, config: config, viewer: viewer, expiresAt: expiresAt, token: config.accessToken)
+            joinRef: message.joinRef, isPrivate: config.isPrivate, broadcastAck: config.broadcastAck, presenceKey: config.presenceKey,
+            viewer: viewer, expiresAt: expiresAt)
         actions.append(
             reply(message, status: "ok", response: .object(["postgres_changes": .array(config.bindings.map(\.echo))])))
         actions.append(
