@@ -101,8 +101,8 @@ public struct RealtimeServerChannel: ServerChildChannel, HTTPChannelHandler {
         }
     }
 
-    /// Read buffers of 256 bytes at first (most frames fit; an upgrade request takes a read or two more), growing up to 64 KB while reads fill them.
-    static let readBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536)
+    /// Read buffers of 512 bytes at first (an upgrade request or a frame fits), growing up to 64 KB while reads fill them.
+    static let readBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536)
 
     public func handle(value: Value, logger: Logger) async {
         do {

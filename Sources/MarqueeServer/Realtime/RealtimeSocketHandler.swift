@@ -81,8 +81,6 @@ final class RealtimeSocketHandler: ChannelInboundHandler, RemovableChannelHandle
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        // a socket reads little: one read buffer per wake-up is enough, and the channel keeps no spare ones
-        try? context.channel.syncOptions?.setOption(ChannelOptions.maxMessagesPerRead, value: 1)
         guard let key = request.apiKey, !key.isEmpty else {
             admit(connectCheck: .invalid("InvalidJWTToken: API key is missing"))
             return
