@@ -197,6 +197,31 @@ def append_results(path, text):
         f.write("\n" + text)
 
 
+def add_output_arguments(ap):
+    """The options every benchmark takes: where its database is, and where and whether its section is written."""
+    ap.add_argument("--database-url", help="a running PostgreSQL to create the bench database on (default: a cluster of its own)")
+    ap.add_argument("--results", default=os.path.join(ROOT, "bench", "RESULTS.md"))
+    ap.add_argument("--write", action="store_true", help="append the section to --results")
+    ap.add_argument("--quiet", action="store_true")
+
+
+def progress_log(quiet):
+    """Progress lines on standard error, or nothing with --quiet."""
+    return (lambda *_: None) if quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+
+
+def error_cell(exc):
+    """A failed run's error as one table cell: short, on one line, without column separators."""
+    return f"{type(exc).__name__}: {exc}"[:200].replace("\n", " ").replace("|", "/")
+
+
+def publish(args, text):
+    """Prints a benchmark's section, and appends it to --results with --write."""
+    print(text)
+    if args.write:
+        append_results(args.results, text)
+
+
 def scrape_histograms(base_url, names):
     """The cumulative buckets of Prometheus histograms from the server's /metrics: {name: [(upper bound, count), …]}
     (the +Inf bucket last); empty when the server cannot be read."""

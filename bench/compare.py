@@ -305,17 +305,14 @@ def main(argv=None):
     ap.add_argument("--nginx-workers", type=int, default=os.cpu_count())
     ap.add_argument("--payload", type=int, help="Nchan payload bytes (default: the size of Marquee's frames)")
     ap.add_argument("--final-timeout", type=float, default=60.0, help="how long to wait for every subscriber to catch up")
-    ap.add_argument("--database-url", help="a running PostgreSQL to create the bench database on (default: a cluster of its own)")
-    ap.add_argument("--results", default=os.path.join(common.ROOT, "bench", "RESULTS.md"))
-    ap.add_argument("--write", action="store_true", help="append the section to --results")
-    ap.add_argument("--quiet", action="store_true")
+    common.add_output_arguments(ap)
     ap.add_argument("--perf", metavar="FILE", help="record the Marquee server with `perf record -g` during the load (last N wins)")
     ap.add_argument("--coalesce-ms", type=int, default=0,
                     help="Marquee's MARQUEE_COALESCE_MS (default 0: every update is delivered, as Nchan does; 100 is the "
                          "server's default, latest wins per ticket type)")
     args = ap.parse_args(argv)
 
-    log = (lambda *_: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+    log = common.progress_log(args.quiet)
     nofile = loadgen.raise_nofile()
     binary = common.marquee_binary()
     run = common.RunContext()
@@ -331,7 +328,7 @@ def main(argv=None):
                     size = size or round(row["frame_bytes"])
                 except Exception as exc:
                     log(f"marquee at {n}: {exc!r}")
-                    row = {"server": "Marquee", "subscribers": n, "rate": rate, "error": f"{type(exc).__name__}: {exc}"[:200].replace("\n", " ").replace("|", "/")}
+                    row = {"server": "Marquee", "subscribers": n, "rate": rate, "error": common.error_cell(exc)}
                 rows.append(row)
             if "nchan" in args.servers:
                 try:
@@ -339,7 +336,7 @@ def main(argv=None):
                                     args.nginx_workers, log)
                 except Exception as exc:
                     log(f"nchan at {n}: {exc!r}")
-                    row = {"server": "Nchan", "subscribers": n, "rate": rate, "error": f"{type(exc).__name__}: {exc}"[:200].replace("\n", " ").replace("|", "/")}
+                    row = {"server": "Nchan", "subscribers": n, "rate": rate, "error": common.error_cell(exc)}
                 rows.append(row)
     context = run.describe()
 
@@ -363,9 +360,7 @@ def main(argv=None):
            + "." if args.coalesce_ms else "Coalescing off (MARQUEE_COALESCE_MS=0): every update is delivered by both servers.")
         + server_side_text(rows), "",
         fmt_table(rows), ""] + ([fmt_ratios(rows), ""] if set(args.servers) == {"marquee", "nchan"} else []))
-    print(text)
-    if args.write:
-        common.append_results(args.results, text)
+    common.publish(args, text)
     return rows
 
 

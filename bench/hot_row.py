@@ -115,12 +115,9 @@ def main(argv=None):
     ap.add_argument("--sell-out", type=int, default=500, help="the small capacity of the second run of each variant")
     ap.add_argument("--shards", type=int, nargs="*", default=[4, 16])
     ap.add_argument("--batches", type=int, nargs="*", default=[8, 32])
-    ap.add_argument("--database-url", help="a running PostgreSQL to create the bench database on (default: a cluster of its own)")
-    ap.add_argument("--results", default=os.path.join(common.ROOT, "bench", "RESULTS.md"))
-    ap.add_argument("--write", action="store_true")
-    ap.add_argument("--quiet", action="store_true")
+    common.add_output_arguments(ap)
     args = ap.parse_args(argv)
-    log = (lambda *_: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+    log = common.progress_log(args.quiet)
     binary = common.marquee_binary()
     context = common.RunContext()
     variants = [("one row", SINGLE, 1)] + [(f"{k} rows", SHARDED.format(k=k), k) for k in args.shards] + \
@@ -134,7 +131,7 @@ def main(argv=None):
                 row["sell_out"] = limit
                 rows.append(row)
             except Exception as exc:
-                rows.append({"variant": name, "error": f"{type(exc).__name__}: {exc}"[:200].replace("\n", " ").replace("|", "/")})
+                rows.append({"variant": name, "error": common.error_cell(exc)})
     command = common.command_line("hot_row.py", argv)
     text = "\n".join([
         f"### One hot ticket type: one counter row, split rows, batched holds (pgbench), {context.started} UTC", "",
@@ -142,9 +139,7 @@ def main(argv=None):
         f"{context.describe()} PostgreSQL 15 on the same machine (`synchronous_commit = on`); pgbench with {args.clients} "
         f"clients for {args.seconds:g} s per variant; every transaction takes one seat (a batch takes B) and writes its hold "
         f"rows.", "", fmt_table(rows), ""])
-    print(text)
-    if args.write:
-        common.append_results(args.results, text)
+    common.publish(args, text)
     return rows
 
 

@@ -223,12 +223,9 @@ def main(argv=None):
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--capacity", type=int, default=10000000, help="seats per ticket type (small to sell out during the run)")
     ap.add_argument("--paths", nargs="+", choices=["api", "pgbench"], default=["api", "pgbench"])
-    ap.add_argument("--database-url", help="a running PostgreSQL to create the bench database on (default: a cluster of its own)")
-    ap.add_argument("--results", default=os.path.join(common.ROOT, "bench", "RESULTS.md"))
-    ap.add_argument("--write", action="store_true")
-    ap.add_argument("--quiet", action="store_true")
+    common.add_output_arguments(ap)
     args = ap.parse_args(argv)
-    log = (lambda *_: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+    log = common.progress_log(args.quiet)
     binary = common.marquee_binary()
     run = common.RunContext()
     rows = []
@@ -244,7 +241,7 @@ def main(argv=None):
                     except Exception as exc:
                         log(f"{path} with {types} types: {exc!r}")
                         rows.append({"path": "HTTP API" if path == "api" else "pgbench (SQL)", "types": types,
-                                     "error": f"{type(exc).__name__}: {exc}"[:200].replace("\n", " ").replace("|", "/")})
+                                     "error": common.error_cell(exc)})
     context = run.describe()
     command = common.command_line("reservations.py", argv)
     text = "\n".join([
@@ -256,9 +253,7 @@ def main(argv=None):
         f"{args.concurrency} clients, the API's insert. Capacity {args.capacity} per type for the API runs (pgbench's "
         f"types have at least 10 million seats: it aborts a client on the sold-out error), {args.seconds:g} s per run.", "",
         fmt_table(rows), "", fmt_ratios(rows), ""])
-    print(text)
-    if args.write:
-        common.append_results(args.results, text)
+    common.publish(args, text)
     return rows
 
 

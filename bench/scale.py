@@ -96,12 +96,9 @@ def main(argv=None):
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--final-timeout", type=float, default=120.0)
     ap.add_argument("--open-timeout", type=float, default=900.0)
-    ap.add_argument("--database-url", help="a running PostgreSQL to create the bench database on (default: a cluster of its own)")
-    ap.add_argument("--results", default=os.path.join(common.ROOT, "bench", "RESULTS.md"))
-    ap.add_argument("--write", action="store_true")
-    ap.add_argument("--quiet", action="store_true")
+    common.add_output_arguments(ap)
     args = ap.parse_args(argv)
-    log = (lambda *_: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+    log = common.progress_log(args.quiet)
     nofile = loadgen.raise_nofile()
     binary = common.marquee_binary()
     context = common.RunContext()
@@ -112,7 +109,7 @@ def main(argv=None):
         except Exception as exc:
             log(f"failed: {exc!r}")
             row = {"subscribers": args.subscribers, "nodes": args.nodes,
-                   "error": f"{type(exc).__name__}: {exc}"[:200].replace("\n", " ").replace("|", "/")}
+                   "error": common.error_cell(exc)}
     command = common.command_line("scale.py", argv)
     text = "\n".join([
         f"### Many subscribers on one event, {context.started} UTC", "", f"`{command}`", "",
@@ -120,9 +117,7 @@ def main(argv=None):
         f"PostgreSQL on the same machine; subscribers spread evenly over the nodes; {args.rate:g} commits/s for "
         f"{args.seconds:g} s. Load generator: {args.workers} processes, `picows` on uvloop, RLIMIT_NOFILE {nofile}.", "",
         fmt(row), ""])
-    print(text)
-    if args.write:
-        common.append_results(args.results, text)
+    common.publish(args, text)
     return row
 
 
