@@ -51,22 +51,25 @@ public struct RealtimeServerChannel: ServerChildChannel, HTTPChannelHandler {
             // idle socket's memory), and let it grow for connections that send more
             try channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: Self.readBuffers)
             let gateway = self.gateway
-            // why an upgrade asked for was refused (the request itself is not passed on to the HTTP handling)
+            // the accepted upgrade's parameters, or why it was refused (the request itself is not passed on to the
+            // HTTP handling)
+            let accepted = NIOLoopBoundBox<SocketRequest?>(nil, eventLoop: channel.eventLoop)
             let refusal = NIOLoopBoundBox<APIError?>(nil, eventLoop: channel.eventLoop)
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: gateway.configuration.maxFrameBytes,
                 // protocol errors are answered by the socket handler, with the close code of each
                 enableAutomaticErrorHandling: false,
                 shouldUpgrade: { channel, head in
-                    guard SocketRequest(head, channel: channel) != nil else {
+                    accepted.value = SocketRequest(head, channel: channel)
+                    guard accepted.value != nil else {
                         refusal.value = SocketRequest.refusal(head)
                         return channel.eventLoop.makeSucceededFuture(nil)
                     }
                     return channel.eventLoop.makeSucceededFuture(HTTPHeaders())
                 },
-                upgradePipelineHandler: { channel, head in
+                upgradePipelineHandler: { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
-                        guard let request = SocketRequest(head, channel: channel) else { throw NIOWebSocketUpgradeError.unsupportedWebSocketTarget }
+                        guard let request = accepted.value else { throw NIOWebSocketUpgradeError.unsupportedWebSocketTarget }
                         let operations = channel.pipeline.syncOperations
                         try operations.addHandler(
                             NIOWebSocketFrameAggregator(
