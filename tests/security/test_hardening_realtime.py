@@ -303,3 +303,38 @@ def test_client_text_cannot_forge_log_lines_or_metric_labels(hardened):
     assert not any("\u001b" in line for line in lines), "an ANSI escape reached the log"
     unreadable = [line for line in lines if "unreadable frame" in line]
     assert len(unreadable) <= 2, f"{len(unreadable)} log lines for 300 unreadable frames of one socket"
+
+
+def test_presence_and_broadcast_floods_cannot_grow_memory(hardened):
+    from sechelpers import rss_kb
+
+    async def flood(n):
+        s = await open_socket(hardened, name=f"flooder-{n}")
+        config = {"broadcast": {"self": False, "ack": False}, "presence": {"key": f"k{n}", "enabled": True}, "private": False}
+        refused = 0
+        for c in range(100):
+            topic = f"realtime:mem-{n}-{c}"
+            while True:
+                reply = await s.join(topic, config)
+                if reply["payload"]["status"] == "ok":
+                    break
+                assert "ClientJoinRateLimitReached" in reply["payload"]["response"]["reason"], reply
+                await asyncio.sleep(0.1)  # pacing: the join rate refills
+            # over the cap (a socket's inbound byte budget makes larger ones slow to send, not cheaper to refuse)
+            for blob in ("x" * 20_000, "y" * 3000):
+                ref = await s.send(topic, "presence", {"type": "presence", "event": "track", "payload": {"blob": blob}}, join_ref="1")
+                answer = await s.recv(lambda m: m.get("ref") == ref, 10)
+                refused += answer["payload"]["status"] == "error"
+        return s, refused
+
+    async def scenario():
+        before = rss_kb(hardened.process.pid)
+        results = await asyncio.gather(*(flood(n) for n in range(5)))
+        after = rss_kb(hardened.process.pid)
+        assert all(refused >= 100 for _, refused in results), [refused for _, refused in results]
+        # 500 channels with a 3 KB presence each is about 1.5 MB; the refused payloads are not kept
+        assert after - before < 96 * 1024, f"RSS grew by {(after - before) // 1024} MB"
+        for s, _ in results:
+            await s.close()
+
+    run(scenario())
