@@ -93,9 +93,10 @@ def assert_alive(server):
     healthz_seconds(server)
 
 
-async def measured(server, watcher, attack, what, probes=6):
+async def measured(server, watcher, attack, what, probes=6, finish=False):
     """Baseline probes, then the attack (`attack(started)`, which sets `started` once it is under way) running beside
-    more probes and a /healthz check; the server alive after."""
+    more probes and a /healthz check; the server alive after. An endless attack is cancelled after the probes; with
+    `finish`, the attack runs to its end and its result is returned as well."""
     baseline = await watcher.probes(3)
     started = asyncio.Event()
     task = asyncio.create_task(attack(started))
@@ -103,13 +104,15 @@ async def measured(server, watcher, attack, what, probes=6):
         await asyncio.wait_for(started.wait(), 30)  # the attack is under way
         during = await watcher.probes(probes)
         health = await asyncio.to_thread(healthz_seconds, server)
+        result = await asyncio.wait_for(task, 120) if finish else None
     finally:
-        task.cancel()
-        try:
-            await task
-        except (asyncio.CancelledError, Exception):
-            pass
+        if not task.done():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
     assert_within_bound(baseline, during, what)
     assert health < 5.0, f"{what}: /healthz took {health:.2f}s"
     assert_alive(server)
-    return baseline, during
+    return result if finish else (baseline, during)

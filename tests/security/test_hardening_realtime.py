@@ -112,11 +112,18 @@ def test_huge_frames_and_unreadable_frames_do_not_hold_up_others(hardened, event
     run(scenario())
 
 
-def test_unreadable_frames_count_against_the_message_rate(hardened):
+def test_unreadable_frames_count_against_the_message_rate(hardened, event):
     async def scenario():
+        watcher = await Watcher(hardened, event).start()
         s = await open_socket(hardened, name="garbage")
-        for _ in range(1500):
-            await s.ws.send("{oops")
+
+        async def attack(started):
+            started.set()
+            for _ in range(1500):
+                await s.ws.send("{oops")
+
+        await measured(hardened, watcher, attack, "unreadable frames", finish=True)
+        await watcher.close()
         # the server answers at most the burst of the message rate (200 frames), then drops them unanswered; once the
         # bucket has refilled a heartbeat is answered again
         loop = asyncio.get_running_loop()
@@ -305,7 +312,7 @@ def test_client_text_cannot_forge_log_lines_or_metric_labels(hardened):
     assert len(unreadable) <= 2, f"{len(unreadable)} log lines for 300 unreadable frames of one socket"
 
 
-def test_presence_and_broadcast_floods_cannot_grow_memory(hardened):
+def test_presence_and_broadcast_floods_cannot_grow_memory(hardened, event):
     from sechelpers import rss_kb
 
     async def flood(n):
@@ -325,16 +332,27 @@ def test_presence_and_broadcast_floods_cannot_grow_memory(hardened):
                 ref = await s.send(topic, "presence", {"type": "presence", "event": "track", "payload": {"blob": blob}}, join_ref="1")
                 answer = await s.recv(lambda m: m.get("ref") == ref, 10)
                 refused += answer["payload"]["status"] == "error"
+            if c % 10 == 0:
+                ref = await s.send(topic, "broadcast", {"type": "broadcast", "event": "big", "payload": {"blob": "z" * 70_000}})
+                answer = await s.recv(lambda m: m.get("ref") == ref, 10)
+                refused += answer["payload"]["status"] == "error"
         return s, refused
 
     async def scenario():
+        watcher = await Watcher(hardened, event).start()
         before = rss_kb(hardened.process.pid)
-        results = await asyncio.gather(*(flood(n) for n in range(5)))
+
+        async def attack(started):
+            started.set()
+            return await asyncio.gather(*(flood(n) for n in range(5)))
+
+        results = await measured(hardened, watcher, attack, "presence and broadcast floods", finish=True)
         after = rss_kb(hardened.process.pid)
-        assert all(refused >= 100 for _, refused in results), [refused for _, refused in results]
+        assert all(refused >= 110 for _, refused in results), [refused for _, refused in results]
         # 500 channels with a 3 KB presence each is about 1.5 MB; the refused payloads are not kept
         assert after - before < 96 * 1024, f"RSS grew by {(after - before) // 1024} MB"
         for s, _ in results:
             await s.close()
+        await watcher.close()
 
     run(scenario())
