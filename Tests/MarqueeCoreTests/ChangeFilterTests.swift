@@ -129,7 +129,7 @@ private let uuid = "639f86b1-738b-43ed-bb09-c8d3f3bafa30"
             [ChangeFilter.maxConditions, ChangeFilter.maxFilterBytes, ChangeFilter.maxPatternBytes, ChangeFilter.maxInValues] == [16, 1024, 256, 100])
     }
 
-    @Test func regularExpressionRefusals() {
+    @Test func regularExpressionRefusals() throws {
         #expect(
             parseError("x=match.(ab")
                 == #"Error parsing `filter` params: invalid regular expression for match filter: "(ab" (parentheses () not balanced)"#)
