@@ -106,6 +106,49 @@ private let uuid = "639f86b1-738b-43ed-bb09-c8d3f3bafa30"
         #expect(try parse("Prénom_2=eq.1").columns == ["Prénom_2"])
     }
 
+    @Test func limits() throws {
+        let sixteen = (1...ChangeFilter.maxConditions).map { "c\($0)=eq.\($0)" }.joined(separator: ",")
+        #expect(try parse(sixteen).conditions.count == 16)
+        #expect(parseError(sixteen + ",c17=eq.17") == "Error parsing `filter` params: too many conditions in filter. Maximum 16")
+        let twentyThousand = Array(repeating: "id=gt.0", count: 20_000).joined(separator: ",")
+        #expect(parseError(twentyThousand) == "Error parsing `filter` params: filter is too long (159999 bytes). Maximum 1024 bytes")
+        let longest = "s=eq." + String(repeating: "x", count: ChangeFilter.maxFilterBytes - 5)
+        #expect(try parse("  \(longest)\n").conditions[0].values[0].utf8.count == 1019)
+        #expect(parseError(longest + "x") == "Error parsing `filter` params: filter is too long (1025 bytes). Maximum 1024 bytes")
+        for op in ["like", "ilike", "match", "imatch"] {
+            let pattern = String(repeating: "a", count: ChangeFilter.maxPatternBytes)
+            #expect(try parse("s=\(op).\(pattern)").conditions.count == 1)
+            #expect(
+                parseError("s=not.\(op).\(pattern)a")
+                    == "Error parsing `filter` params: pattern for `\(op)` filter is too long (257 bytes). Maximum 256 bytes")
+        }
+        // Bytes, not characters; and the value after unquoting.
+        #expect(parseError("s=like.\(String(repeating: "é", count: 129))")?.contains("too long (258 bytes)") == true)
+        #expect(try parse("s=like.\"\(String(repeating: "a", count: 256))\"").conditions.count == 1)
+        #expect(
+            [ChangeFilter.maxConditions, ChangeFilter.maxFilterBytes, ChangeFilter.maxPatternBytes, ChangeFilter.maxInValues] == [16, 1024, 256, 100])
+    }
+
+    @Test func regularExpressionRefusals() throws {
+        #expect(
+            parseError("x=match.(ab")
+                == #"Error parsing `filter` params: invalid regular expression for match filter: "(ab" (parentheses () not balanced)"#)
+        #expect(
+            parseError("x=imatch.a**")
+                == #"Error parsing `filter` params: invalid regular expression for imatch filter: "a**" (quantifier operand invalid)"#)
+        #expect(
+            parseError(#"x=match.(a)\1"#)
+                == #"Error parsing `filter` params: unsupported regular expression for match filter: "(a)\\1" (back references (\1) are not supported)"#
+        )
+        #expect(parseError("x=match.a(?=b)")?.hasPrefix("Error parsing `filter` params: unsupported regular expression for match filter") == true)
+        #expect(
+            parseError("x=match.(a{100}){100}")?.hasPrefix(
+                #"Error parsing `filter` params: regular expression for match filter is too complex: "(a{100}){100}" (the pattern needs more than 1000 states"#
+            )
+                == true)
+        #expect(try parse("x=match.(a{30}){30}").conditions.count == 1)
+    }
+
     @Test func hostileInputNeverCrashes() {
         let pieces = ["=", ".", ",", "(", ")", "\"", "\\", "not.", "in.", "eq.", "is.", "like.", "match.", "a", "1", " ", "%", "é", "[", "{"]
         var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
@@ -209,6 +252,10 @@ private let uuid = "639f86b1-738b-43ed-bb09-c8d3f3bafa30"
             ("not.like.hey%", "hey", false), ("not.ilike.x", "y", true), ("ilike.ÉTÉ", "été", true),
             ("match.^h.y", "hey", true), ("match.^H", "hey", false), ("imatch.^H", "hey", true),
             ("match.[0-9]{3}", "ab123", true), ("match.[0-9]{3}", "ab12", false), ("not.match.x", "abc", true),
+            // PostgreSQL's default mode: `.` matches a newline, `$` only at the very end.
+            ("match.a.b", "a\nb", true), ("match.a$", "a\n", false), ("match.^\\d+$", "123", true), ("imatch.^é", "Été", true),
+            ("match.^([0-9a-f-]+)+Z$", uuid, false), ("not.match.^([0-9a-f-]+)+Z$", uuid, true), ("match.(a|aa)+$", "aaaab", false),
+            ("like.%a%a%a%a%b", String(repeating: "a", count: 500), false), ("ilike.%A_", "xxab", true),
         ]
         for (condition, value, expected) in cases {
             #expect(try matches("s=\(condition)", ["s": .string(value)]) == expected, "s=\(condition) on \(value)")
@@ -248,6 +295,17 @@ private let uuid = "639f86b1-738b-43ed-bb09-c8d3f3bafa30"
         #expect(filter.matches(["name": "b%"]) == false)
         let built = ChangeFilter(conditions: [Condition(column: "n", op: .match, values: ["(unclosed"])])
         #expect(built.matches(["n": "(unclosed"]) == false)
+    }
+
+    /// An evaluation out of steps is unknown: neither the condition nor its negation lets the row through.
+    @Test func outOfStepsIsUnknown() throws {
+        let pattern = "((.?){245}){2}\u{1}"
+        let long: JSONObject = ["s": .string(String(repeating: "x", count: 10_000))]
+        let short: JSONObject = ["s": "xx"]
+        #expect(try matches("s=match.\(pattern)", long) == false)
+        #expect(try matches("s=not.match.\(pattern)", long) == false)
+        #expect(try matches("s=not.match.\(pattern)", short) == true)
+        #expect(try matches("s=match.\(pattern)", ["s": "x\u{1}"]) == true)
     }
 }
 

@@ -13,6 +13,13 @@ public struct FilterError: Error, Sendable, Hashable, CustomStringConvertible {
 /// (`realtime.check_equality_op`, `is_visible_through_filters`) on the JSON record instead of typed columns, with SQL
 /// three-valued logic: a NULL or missing column fails every condition, negated or not, except `is` and `isdistinct`
 /// (a missing column fails those too), and so does a filter value that doesn't fit the record value (`abc` for a number).
+///
+/// `match`/`imatch` patterns are PostgreSQL regular expressions and `like`/`ilike` patterns SQL LIKE patterns, both run
+/// by `LinearRegex` in time linear in the text (see there for the supported syntax). An evaluation that runs out of
+/// `LinearRegex.maxSteps` is unknown, like a NULL: neither the condition nor its negation holds.
+///
+/// Bounds, each refused by `parse` with a message: `maxFilterBytes` of filter text, `maxConditions` conditions,
+/// `maxInValues` values in an `in` list, `maxPatternBytes` per pattern, and `LinearRegex.maxStates` per compiled regex.
 public struct ChangeFilter: Sendable, Hashable {
     public enum Operator: String, Sendable, Hashable, CaseIterable {
         case eq, neq, lt, lte, gt, gte, `in`, like, ilike, `is`, match, imatch, isdistinct
@@ -44,6 +51,15 @@ public struct ChangeFilter: Sendable, Hashable {
 
     /// The most values an `in` list may hold.
     public static let maxInValues = 100
+
+    /// The most conditions one filter may have.
+    public static let maxConditions = 16
+
+    /// The longest filter text, in UTF-8 bytes, blanks around it not counted.
+    public static let maxFilterBytes = 1024
+
+    /// The longest `like`, `ilike`, `match` or `imatch` pattern, in UTF-8 bytes.
+    public static let maxPatternBytes = LinearRegex.maxPatternBytes
 
     /// The columns the filter reads, each once, in order of first use.
     public var columns: [String] {
@@ -106,8 +122,14 @@ extension ChangeFilter {
     public static func parse(_ text: String?) throws(FilterError) -> ChangeFilter {
         let trimmed = (text ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
         if trimmed.isEmpty { return .all }
+        let bytes = Array(trimmed.utf8)
+        if bytes.count > maxFilterBytes {
+            throw FilterError(prefix + "filter is too long (\(bytes.count) bytes). Maximum \(maxFilterBytes) bytes")
+        }
+        let parts = split(bytes[...], list: false).parts
+        if parts.count > maxConditions { throw FilterError(prefix + "too many conditions in filter. Maximum \(maxConditions)") }
         var conditions: [Condition] = []
-        for part in split(Array(trimmed.utf8)[...], list: false).parts { conditions.append(try parseSegment(string(part))) }
+        for part in parts { conditions.append(try parseSegment(string(part))) }
         return ChangeFilter(conditions: conditions)
     }
 
@@ -174,12 +196,20 @@ extension ChangeFilter {
                 throw FilterError(prefix + "invalid value for is filter: must be null, true, false, or unknown")
             }
         }
-        let condition = Condition(column: column, op: op, negated: negated, values: values)
-        if op == .like || op == .ilike, condition.prepared.regex == nil {
-            throw FilterError(prefix + "LIKE pattern must not end with escape character")
+        let isPattern = [.like, .ilike, .match, .imatch].contains(op)
+        if isPattern, values[0].utf8.count > maxPatternBytes {
+            throw FilterError(
+                prefix + "pattern for `\(op.rawValue)` filter is too long (\(values[0].utf8.count) bytes). Maximum \(maxPatternBytes) bytes")
         }
-        if op == .match || op == .imatch, condition.prepared.regex == nil {
-            throw FilterError(prefix + "invalid regular expression for \(op.rawValue) filter: \(inspect(values[0]))")
+        let condition = Condition(column: column, op: op, negated: negated, values: values)
+        if isPattern, let error = condition.prepared.patternError {
+            if op == .like || op == .ilike { throw FilterError(prefix + error.reason) }
+            let (kind, pattern) = ("regular expression for \(op.rawValue) filter", "\(inspect(values[0])) (\(error.reason))")
+            switch error.kind {
+            case .invalid: throw FilterError(prefix + "invalid \(kind): \(pattern)")
+            case .unsupported: throw FilterError(prefix + "unsupported \(kind): \(pattern)")
+            case .tooLarge: throw FilterError(prefix + "\(kind) is too complex: \(pattern)")
+            }
         }
         return condition
     }
@@ -249,8 +279,9 @@ extension ChangeFilter.Condition {
             let results = prepared.literals.lazy.map { Self.equal(value, $0) }
             result = results.contains(true) ? true : results.contains(nil) ? nil : false
         case .like, .ilike, .match, .imatch:
-            guard case .string(let s) = value, let regex = prepared.regex else { return nil }
-            result = regex.firstMatch(in: s, options: [], range: NSRange(location: 0, length: s.utf16.count)) != nil
+            // nil from `matches` (out of steps) stays unknown whatever `negated` says.
+            guard case .string(let s) = value, let pattern = prepared.pattern else { return nil }
+            result = pattern.matches(s)
         }
         return result.map { negated ? !$0 : $0 }
     }
@@ -344,41 +375,21 @@ extension ChangeFilter {
         func hash(into hasher: inout Hasher) {}
 
         var literals: [Literal]
-        /// `like`/`ilike` translated to an anchored pattern, or the `match`/`imatch` pattern; nil if invalid.
-        var regex: NSRegularExpression?
+        /// The `like`/`ilike` or `match`/`imatch` pattern compiled; nil for other operators and invalid patterns.
+        var pattern: LinearRegex?
+        /// Why the pattern was refused.
+        var patternError: LinearRegex.SyntaxError?
 
         init(op: Operator, values: [String]) {
             literals = values.map(Literal.init)
-            guard let pattern = values.first else { return }
-            switch op {
-            case .like, .ilike:
-                guard let translated = Self.likeToRegex(pattern) else { return }
-                regex = try? NSRegularExpression(
-                    pattern: translated, options: op == .ilike ? [.caseInsensitive, .dotMatchesLineSeparators] : [.dotMatchesLineSeparators])
-            case .match, .imatch:
-                regex = try? NSRegularExpression(pattern: pattern, options: op == .imatch ? [.caseInsensitive] : [])
-            default: break
+            guard let text = values.first, [.like, .ilike, .match, .imatch].contains(op) else { return }
+            do {
+                pattern =
+                    op == .like || op == .ilike
+                    ? try LinearRegex(likePattern: text, caseInsensitive: op == .ilike) : try LinearRegex(text, caseInsensitive: op == .imatch)
+            } catch {
+                patternError = error
             }
-        }
-
-        /// SQL LIKE: `%` (or `*`, as PostgREST allows) any run, `_` one character, `\` escapes the next; nil if the
-        /// pattern ends with `\`.
-        static func likeToRegex(_ pattern: String) -> String? {
-            var out = "^"
-            var escaped = false
-            for character in pattern {
-                if escaped {
-                    out += NSRegularExpression.escapedPattern(for: String(character))
-                    escaped = false
-                } else if character == "\\" {
-                    escaped = true
-                } else if character == "%" || character == "*" {
-                    if !out.hasSuffix(".*") { out += ".*" }
-                } else {
-                    out += character == "_" ? "." : NSRegularExpression.escapedPattern(for: String(character))
-                }
-            }
-            return escaped ? nil : out + "$"
         }
     }
 }
