@@ -76,6 +76,28 @@ import Testing
         #expect(hub.presenceState(topic: topic, connectionID: second.id) == .object([:]))
     }
 
+    @Test func presenceIsBoundedPerTopic() async throws {
+        var limits = PresenceLimits()
+        limits.eventsPerSecond = 2
+        limits.maxMetas = 3
+        let hub = RealtimeHub(presenceLimits: limits)
+        let topic = "realtime:lobby"
+        let connections = (1...5).map { connect(hub, $0) }
+        for connection in connections { join(hub, connection, topic, isPrivate: false) }
+        // a burst of 4 (twice the rate), then refused until the bucket refills
+        let burst = (0..<5).map { hub.trackPresence(topic: topic, key: "k", connectionID: connections[$0].id, payload: [:], now: 100) }
+        #expect(burst == [.tracked, .tracked, .tracked, .full, .rateLimited])
+        // a client cannot set the server's fields
+        #expect(
+            hub.trackPresence(topic: topic, key: "k", connectionID: 1, payload: ["phx_ref": "forged", "phx_ref_prev": "x"], now: 200) == .tracked)
+        let metas = try #require(hub.presenceState(topic: topic, connectionID: 1)["k"]?["metas"]?.arrayValue)
+        #expect(!metas.contains { $0["phx_ref"] == "forged" || $0["phx_ref_prev"] == "x" })
+        // leaving frees a place
+        hub.leave(connectionID: 2, topic: topic)
+        #expect(hub.trackPresence(topic: topic, key: "k", connectionID: 4, payload: [:], now: 300) == .tracked)
+        #expect(hub.trackPresence(topic: "realtime:elsewhere", key: "k", connectionID: 4, payload: [:], now: 300) == .notJoined)
+    }
+
     @Test func aRefreshedTokenChangesWhatTheBindingsSee() async throws {
         let hub = RealtimeHub()
         let connection = connect(hub, 1)

@@ -68,7 +68,7 @@ def test_a_backtracking_regex_filter_does_not_stall_anyone(hardened, event):
 def test_filters_are_bounded(hardened, event):
     async def scenario():
         s = await open_socket(hardened, name="bounds")
-        huge = ",".join(f"version=gt.{n}" for n in range(20000))
+        huge = ",".join(f"version=gt.{n}" for n in range(3000))  # ~40 KB: under the frame cap, over the filter's
         cases = {
             "conditions": ticket_types_binding(event["id"], huge),
             "pattern": ticket_types_binding(event["id"], "name=match." + "a" * 5000),
@@ -270,11 +270,12 @@ def test_presence_keeps_every_client_of_a_key_and_payloads_are_capped(hardened):
         devices = sorted(meta["device"] for meta in state["payload"]["alice"]["metas"])
         assert devices == ["laptop", "phone"], state
         # payloads over their caps are refused and not relayed
-        ref = await first.send(topic, "presence", {"type": "presence", "event": "track", "payload": {"blob": "x" * 100_000}}, join_ref="1")
+        ref = await first.send(topic, "presence", {"type": "presence", "event": "track", "payload": {"blob": "x" * 20_000}}, join_ref="1")
         refusal = await first.recv(lambda m: m.get("ref") == ref)
         assert refusal["payload"]["status"] == "error" and "PayloadTooLarge" in refusal["payload"]["response"]["reason"], refusal
-        ref = await first.send(topic, "broadcast", {"type": "broadcast", "event": "big", "payload": {"blob": "x" * 500_000}})
-        refusal = await first.recv(lambda m: m.get("ref") == ref)
+        # a frame larger than any message the server takes is refused before it is parsed (so without its ref)
+        await first.send(topic, "broadcast", {"type": "broadcast", "event": "big", "payload": {"blob": "x" * 500_000}})
+        refusal = await first.recv(lambda m: m["topic"] == "phoenix" and m.get("ref") is None)
         assert refusal["payload"]["status"] == "error" and "PayloadTooLarge" in refusal["payload"]["response"]["reason"], refusal
         await third.heartbeat()
         assert not any(m["event"] == "broadcast" for m in third.messages)
@@ -333,7 +334,7 @@ def test_presence_and_broadcast_floods_cannot_grow_memory(hardened, event):
                 answer = await s.recv(lambda m: m.get("ref") == ref, 10)
                 refused += answer["payload"]["status"] == "error"
             if c % 10 == 0:
-                ref = await s.send(topic, "broadcast", {"type": "broadcast", "event": "big", "payload": {"blob": "z" * 70_000}})
+                ref = await s.send(topic, "broadcast", {"type": "broadcast", "event": "big", "payload": {"blob": "z" * 60_000}})
                 answer = await s.recv(lambda m: m.get("ref") == ref, 10)
                 refused += answer["payload"]["status"] == "error"
         return s, refused
@@ -348,7 +349,7 @@ def test_presence_and_broadcast_floods_cannot_grow_memory(hardened, event):
 
         results = await measured(hardened, watcher, attack, "presence and broadcast floods", finish=True)
         after = rss_kb(hardened.process.pid)
-        assert all(refused >= 110 for _, refused in results), [refused for _, refused in results]
+        assert all(refused >= 100 for _, refused in results), [refused for _, refused in results]
         # 500 channels with a 3 KB presence each is about 1.5 MB; the refused payloads are not kept
         assert after - before < 96 * 1024, f"RSS grew by {(after - before) // 1024} MB"
         for s, _ in results:

@@ -203,8 +203,23 @@ public final class RealtimeGateway: Sendable {
                 connection.outbox.enqueue(.text(connection.serializer.encode(message)))
             case .limitHit(let limit):
                 recordLimit(limit, client: client, logger: logger)
-            case .trackPresence(let topic, let key, let payload):
-                hub.trackPresence(topic: topic, key: key, connectionID: connection.id, payload: payload)
+            case .trackPresence(let topic, let key, let payload, let request):
+                let reason: String?
+                switch hub.trackPresence(topic: topic, key: key, connectionID: connection.id, payload: payload) {
+                case .tracked: reason = nil
+                case .rateLimited:
+                    recordLimit(.presence, client: client, logger: logger)
+                    reason = "PresenceRateLimitReached: Too many presence messages per second on this topic"
+                case .full:
+                    recordLimit(.presence, client: client, logger: logger)
+                    reason = "PresenceRateLimitReached: this topic holds as much presence as it may; untrack elsewhere first"
+                case .notJoined: reason = "unmatched topic"
+                }
+                let response: JSONValue =
+                    reason.map { .object(["status": "error", "response": .object(["reason": .string($0)])]) }
+                    ?? .object(["status": "ok", "response": .object([:])])
+                let message = PhoenixMessage(joinRef: request.joinRef, ref: request.ref, topic: topic, event: "phx_reply", payload: response)
+                connection.outbox.enqueue(.text(connection.serializer.encode(message)))
             case .untrackPresence(let topic):
                 hub.untrackPresence(topic: topic, connectionID: connection.id)
             case .sendPresenceState(let topic, let joinRef):

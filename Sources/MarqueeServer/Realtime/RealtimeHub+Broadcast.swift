@@ -149,21 +149,63 @@ extension RealtimeHub {
     /// Tracks `payload` as this connection's meta under `key` on the channel's topic (Phoenix semantics: a key holds
     /// one meta per connection that tracks it, each with its own `phx_ref`; tracking again replaces this connection's
     /// meta). Public and private channels of one name have separate presence.
-    func trackPresence(topic: String, key: String, connectionID: Int, payload: JSONObject) {
-        let result: (scope: PresenceScope, meta: JSONObject, previous: JSONObject?)? = state.withLock { state in
-            guard let member = state.members[topic]?[connectionID] else { return nil }
+    /// What became of a presence track.
+    enum PresenceResult: Equatable, Sendable {
+        case tracked
+        /// The topic's presence rate is exceeded.
+        case rateLimited
+        /// The topic holds as many metas, or bytes of them, as it may.
+        case full
+        /// The channel is not joined.
+        case notJoined
+    }
+
+    @discardableResult
+    func trackPresence(
+        topic: String, key: String, connectionID: Int, payload: JSONObject, now: Double = ProcessInfo.processInfo.systemUptime
+    ) -> PresenceResult {
+        // the server's own fields: a client cannot set them
+        var meta = payload
+        meta["phx_ref"] = nil
+        meta["phx_ref_prev"] = nil
+        let size = JSONValue.object(meta).serialized().utf8.count + 32
+        let limits = presenceLimits
+        let result: Result<(scope: PresenceScope, meta: JSONObject, previous: JSONObject?), PresenceFailure> = state.withLock { state in
+            guard let member = state.members[topic]?[connectionID] else { return .failure(PresenceFailure(.notJoined)) }
             let scope = PresenceScope(topic: topic, isPrivate: member.isPrivate)
+            var tracked = state.presence[scope] ?? PresenceTopic()
+            var bucket = tracked.bucket ?? TokenBucket(rate: limits.eventsPerSecond, burst: limits.eventsPerSecond * 2)
+            let allowed = bucket.take(now: now)
+            tracked.bucket = bucket
+            guard allowed else {
+                state.presence[scope] = tracked
+                return .failure(PresenceFailure(.rateLimited))
+            }
+            let replacing = tracked.size(of: connectionID)
+            if tracked.count - (replacing == nil ? 0 : 1) >= limits.maxMetas || tracked.bytes - (replacing ?? 0) + size > limits.maxBytes {
+                state.presence[scope] = tracked
+                return .failure(PresenceFailure(.full))
+            }
             state.nextPresenceRef += 1
-            var meta = payload
             meta["phx_ref"] = .string("mq\(state.nextPresenceRef)")
-            let previous = state.presence[scope]?.remove(connection: connectionID)
+            let previous = tracked.remove(connection: connectionID)
             if let previousKey = previous?.key, previousKey == key, let previousRef = previous?.meta["phx_ref"] { meta["phx_ref_prev"] = previousRef }
-            state.presence[scope, default: PresenceTopic()].track(key: key, connection: connectionID, meta: meta)
-            return (scope, meta, previous?.meta)
+            tracked.track(key: key, connection: connectionID, meta: meta, bytes: size)
+            state.presence[scope] = tracked
+            return .success((scope, meta, previous?.meta))
         }
-        guard let result else { return }
-        // the previous meta leaves under its own key (the same one: a channel's key is fixed at join)
-        sendPresenceDiff(scope: result.scope, joins: [key: [result.meta]], leaves: result.previous.map { [key: [$0]] } ?? [:])
+        switch result {
+        case .failure(let failure): return failure.result
+        case .success(let tracked):
+            // the previous meta leaves under its own key (the same one: a channel's key is fixed at join)
+            sendPresenceDiff(scope: tracked.scope, joins: [key: [tracked.meta]], leaves: tracked.previous.map { [key: [$0]] } ?? [:])
+            return .tracked
+        }
+    }
+
+    struct PresenceFailure: Error {
+        var result: PresenceResult
+        init(_ result: PresenceResult) { self.result = result }
     }
 
     func untrackPresence(topic: String, connectionID: Int) {
@@ -179,8 +221,8 @@ extension RealtimeHub {
     ) -> (scope: PresenceScope, key: String, meta: JSONObject)? {
         for privacy in isPrivate.map({ [$0] }) ?? [false, true] {
             let scope = PresenceScope(topic: topic, isPrivate: privacy)
+            // an emptied topic keeps its rate bucket while it has members (see `leave`)
             guard let removed = state.presence[scope]?.remove(connection: connectionID) else { continue }
-            if state.presence[scope]?.isEmpty == true { state.presence[scope] = nil }
             return (scope, removed.key, removed.meta)
         }
         return nil

@@ -122,6 +122,8 @@ public final class RealtimeHub: Sendable {
     let metrics: HubMetrics
     /// Client broadcasts per second per topic (bursts of twice as many); nil for no limit.
     let broadcastsPerSecond: Double?
+    /// What presence one topic may carry.
+    let presenceLimits: PresenceLimits
 
     /// Latest-wins coalescing of availability rows (see ``coalesces(_:soleBindingOfTable:)``); nil sends every version.
     let coalescing: Coalescing?
@@ -138,8 +140,10 @@ public final class RealtimeHub: Sendable {
     }
 
     public init(
-        policy: SubscriptionPolicy = .standard, metrics: HubMetrics = HubMetrics(), broadcastsPerSecond: Double? = 100, coalescing: Coalescing? = nil
+        policy: SubscriptionPolicy = .standard, metrics: HubMetrics = HubMetrics(), broadcastsPerSecond: Double? = 100, coalescing: Coalescing? = nil,
+        presenceLimits: PresenceLimits = PresenceLimits()
     ) {
+        self.presenceLimits = presenceLimits
         self.policy = policy
         self.metrics = metrics
         self.broadcastsPerSecond = broadcastsPerSecond
@@ -259,8 +263,12 @@ public final class RealtimeHub: Sendable {
             let wasMember = isPrivate != nil
             state.removeFromIndex(state.channelEntries.removeValue(forKey: channelKey) ?? [])
             state.members[topic]?[connectionID] = nil
-            if state.members[topic]?.isEmpty == true { state.members[topic] = nil }
             let left = Self.removePresence(topic: topic, connectionID: connectionID, isPrivate: isPrivate, in: &state)
+            if state.members[topic]?.isEmpty == true {
+                state.members[topic] = nil
+                state.presence[PresenceScope(topic: topic, isPrivate: false)] = nil
+                state.presence[PresenceScope(topic: topic, isPrivate: true)] = nil
+            }
             return (subscriptions, wasMember, left)
         }
         if wasMember { metrics.channels.decrement() }

@@ -49,6 +49,8 @@ public enum LimitName: String, Sendable, CaseIterable {
     case reservations = "ReservationRateLimitReached"
     /// A broadcast or presence payload over its byte cap.
     case payloadSize = "PayloadTooLarge"
+    /// A topic's presence rate or size.
+    case presence = "PresenceRateLimitReached"
     /// A join whose pattern conditions would pass the socket's cap.
     case patternFilters = "TooManyPatternFilters"
     /// A socket that sent more bytes per second than its budget (reading it pauses).
@@ -70,7 +72,8 @@ public struct RealtimeSession: Sendable {
         case broadcast(topic: String, payload: JSONValue, request: PhoenixMessage, ack: Bool)
         /// A limit was hit (for metrics and the log); the error reply is among the actions.
         case limitHit(LimitName)
-        case trackPresence(topic: String, key: String, payload: JSONObject)
+        /// Track this connection's presence; the edge answers `request` (ok, or why the topic refused it).
+        case trackPresence(topic: String, key: String, payload: JSONObject, request: PhoenixMessage)
         case untrackPresence(topic: String)
         /// Send the topic's `presence_state`.
         case sendPresenceState(topic: String, joinRef: String?)
@@ -149,9 +152,9 @@ public struct RealtimeSession: Sendable {
             isPrivate = config.isPrivate
             viewerCheck = token ?? connectToken
         case "access_token":
-            guard let channel = channels[message.topic], channel.isPrivate else { return nil }
+            guard let channel = channels[message.topic], channel.isPrivate, let token else { return nil }
             isPrivate = true
-            viewerCheck = token ?? connectToken
+            viewerCheck = token
         default:
             return nil
         }
@@ -217,8 +220,9 @@ public struct RealtimeSession: Sendable {
         }
         switch message.event {
         case "access_token":
-            // no token, or an `sb_` key: the channel falls back to the token given at connect
-            switch token ?? connectToken {
+            // no token, or an `sb_` key, is ignored, as Supabase does: the channel keeps its token until it expires
+            guard let token else { return [] }
+            switch token {
             case .valid(let viewer, let expiresAt):
                 let name = String(message.topic.dropFirst("realtime:".count))
                 let granted = rights ?? (channel.isPrivate ? .none : .publicTopic(name))
@@ -264,7 +268,9 @@ public struct RealtimeSession: Sendable {
             switch kind {
             case "track":
                 guard channel.rights.mayTrackPresence else {
-                    return [reply(message, status: "error", response: .object(["reason": .string(Self.sendRefusal(message.topic, "presence"))]))]
+                    return [
+                        reply(message, status: "error", response: .object(["reason": .string(Self.sendRefusal(message.topic, "presence messages"))]))
+                    ]
                 }
                 guard frameBytes <= limits.maxPresenceBytes else {
                     return [
@@ -281,7 +287,7 @@ public struct RealtimeSession: Sendable {
                     return [reply(message, status: "error", response: .object(["reason": "Presence track payload must be a map"]))]
                 }
                 let key: String = channel.presenceKey.isEmpty ? "conn-\(connectionID)" : channel.presenceKey
-                return [.trackPresence(topic: message.topic, key: key, payload: meta), reply(message, status: "ok", response: .object([:]))]
+                return [.trackPresence(topic: message.topic, key: key, payload: meta, request: message)]
             case "untrack":
                 return [.untrackPresence(topic: message.topic), reply(message, status: "ok", response: .object([:]))]
             default:

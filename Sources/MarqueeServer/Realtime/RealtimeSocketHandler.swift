@@ -40,7 +40,7 @@ final class RealtimeSocketHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 
     /// A data frame's content.
-    enum Inbound {
+    enum Inbound: Sendable {
         case text(String)
         case binary([UInt8])
     }
@@ -50,6 +50,8 @@ final class RealtimeSocketHandler: ChannelInboundHandler, RemovableChannelHandle
     /// Text frames at least this long are decoded off the event loop, so one socket's large frames do not hold up the
     /// other sockets of its loop.
     static let offLoopDecodeBytes = 16 * 1024
+    /// Frames larger than this (or than the broadcast cap, if larger) are refused without being parsed.
+    static let largestUnrefusedFrame = 64 * 1024
 
     /// Why reading is paused (reading goes on when there is no reason left).
     struct ReadPause: OptionSet {
@@ -230,27 +232,54 @@ final class RealtimeSocketHandler: ChannelInboundHandler, RemovableChannelHandle
     private func handle(_ inbound: Inbound) {
         guard case .open(let admitted) = phase, let context else { return }
         let connection = admitted.connection
-        if case .text(let text) = inbound, text.utf8.count >= Self.offLoopDecodeBytes {
-            let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-            let bytes = text.utf8.count
-            runStep(connection: connection, client: admitted.client) { loop in
-                let decoded = Result { () throws(FrameError) -> PhoenixMessage in try connection.serializer.decode(text) }
-                let next = try? await loop.submit { handler.value.take(decoded, bytes: bytes) }.get()
-                return await next?(loop) ?? []
-            }
-            return
-        }
-        let decoded: Result<PhoenixMessage, FrameError>
-        switch inbound {
-        case .text(let text): decoded = Result { () throws(FrameError) -> PhoenixMessage in try connection.serializer.decode(text) }
-        case .binary(let bytes): decoded = Result { () throws(FrameError) -> PhoenixMessage in try PhoenixSerializer.decodeBinaryBroadcast(bytes) }
-        }
         let bytes: Int
         switch inbound {
         case .text(let text): bytes = text.utf8.count
         case .binary(let data): bytes = data.count
         }
-        if let work = take(decoded, bytes: bytes) { runStep(connection: connection, client: admitted.client, work) }
+        let largest = max(admitted.session.limits.maxBroadcastBytes, Self.largestUnrefusedFrame)
+        guard bytes <= largest else {
+            // no message the server takes is this large (broadcasts are the largest): refused unread, at no parsing cost
+            refuseUnread("PayloadTooLarge: a message may be at most \(largest) bytes", connection: connection, admitted: admitted)
+            return
+        }
+        let decode: @Sendable () -> Result<PhoenixMessage, FrameError> = {
+            switch inbound {
+            case .text(let text): Result { () throws(FrameError) -> PhoenixMessage in try connection.serializer.decode(text) }
+            case .binary(let data): Result { () throws(FrameError) -> PhoenixMessage in try PhoenixSerializer.decodeBinaryBroadcast(data) }
+            }
+        }
+        if bytes >= Self.offLoopDecodeBytes {
+            let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+            runStep(connection: connection, client: admitted.client) { loop in
+                let decoded = decode()
+                let next = try? await loop.submit { handler.value.take(decoded, bytes: bytes) }.get()
+                return await next?(loop) ?? []
+            }
+            return
+        }
+        if let work = take(decode(), bytes: bytes) { runStep(connection: connection, client: admitted.client, work) }
+    }
+
+    /// Answers a frame that is not read (or could not be) with an error on topic `phoenix`; past the socket's message
+    /// rate such frames are dropped without an answer.
+    private func refuseUnread(_ reason: String, connection: ConnectionHandle, admitted: Admitted) {
+        gateway.hub.metrics.badFrames.increment()
+        guard admitted.session.takeUnreadableFrame() else {
+            gateway.recordLimit(.messages, client: admitted.client, logger: logger)
+            return
+        }
+        let now = NIODeadline.now()
+        if lastBadFrameLog.map({ now - $0 >= .seconds(10) }) ?? true {
+            lastBadFrameLog = now
+            logger.info("unreadable frame", metadata: ["error": "\(LogText.escape(reason))"])
+        }
+        connection.outbox.enqueue(
+            .text(
+                connection.serializer.encode(
+                    PhoenixMessage(
+                        topic: "phoenix", event: "phx_reply", payload: .object(["status": "error", "response": .object(["reason": .string(reason)])])
+                    ))))
     }
 
     /// On the loop, a decoded frame (or why it could not be): handled at once, or the work that must wait (a join's
@@ -264,24 +293,7 @@ final class RealtimeSocketHandler: ChannelInboundHandler, RemovableChannelHandle
         switch decoded {
         case .success(let decodedMessage): message = decodedMessage
         case .failure(let error):
-            gateway.hub.metrics.badFrames.increment()
-            // unreadable frames count against the message rate; past it they are dropped without an answer
-            guard admitted.session.takeUnreadableFrame() else {
-                gateway.recordLimit(.messages, client: admitted.client, logger: logger)
-                return nil
-            }
-            let now = NIODeadline.now()
-            if lastBadFrameLog.map({ now - $0 >= .seconds(10) }) ?? true {
-                lastBadFrameLog = now
-                logger.info("unreadable frame", metadata: ["error": "\(LogText.escape(error.message))"])
-            }
-            connection.outbox.enqueue(
-                .text(
-                    connection.serializer.encode(
-                        PhoenixMessage(
-                            topic: "phoenix", event: "phx_reply",
-                            payload: .object(["status": "error", "response": .object(["reason": .string(error.message)])])
-                        ))))
+            refuseUnread(error.message, connection: connection, admitted: admitted)
             return nil
         }
         let token = RealtimeSession.tokenToCheck(message)
