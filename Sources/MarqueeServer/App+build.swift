@@ -116,7 +116,9 @@ public func buildApplication(
                     limits: .init(maxConnections: maxConnections, maxPerAddress: config.limits.maxConnectionsPerIP),
                     metrics: ConnectionMetrics(registry: metrics)),
                 trustedProxies: config.limits.trustedProxies, requestHeadTimeout: TimeAmount(config.limits.requestHeadTimeout))),
-        configuration: .init(address: .hostname(config.host, port: config.port), serverName: "marquee"),
+        // a queue of connections waiting to be accepted deep enough for an on-sale's burst of browsers (the kernel caps
+        // it at net.core.somaxconn); Hummingbird's default of 256 drops the rest of a burst until clients retry
+        configuration: .init(address: .hostname(config.host, port: config.port), serverName: "marquee", backlog: 4096),
         onServerRunning: onServerRunning,
         logger: logger)
     if let embedded { app.addServices(EmbeddedPostgresService(embedded)) }

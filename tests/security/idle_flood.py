@@ -1,7 +1,11 @@
 """One worker of the idle-connection flood (tests/security/test_security_connections.py): opens `count` TCP connections
 to HOST:PORT from each given source address, sends nothing, and watches which of them the server closes.
 
-    python idle_flood.py HOST PORT COUNT SOURCE [SOURCE…]
+    python idle_flood.py HOST PORT COUNT RATE SOURCE [SOURCE…]
+
+RATE is connects per second (0: as fast as possible). A flood faster than the server accepts mostly fills the
+kernel's accept queue, and what overflows it is dropped there: its client believes it connected, the server never
+hears of it. Pacing near the server's accept rate makes it hold the connections.
 
 Talks on stdin/stdout, one JSON object a line: prints {"connected": n, "failed": f} once every connect has finished
 (established or failed), then answers each `report` line with {"connected", "failed", "open", "closed", "bytes"}
@@ -16,12 +20,13 @@ import select
 import socket
 import sys
 import threading
+import time
 
 IP_BIND_ADDRESS_NO_PORT = 24
 
 
 def main():
-    host, port, count, sources = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+    host, port, count, rate, sources = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5:]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = count * len(sources) + 64
     try:
@@ -32,8 +37,14 @@ def main():
     poller = select.epoll()
     pending, established = {}, {}
     failed = 0
-    for source in sources:
-        for _ in range(count):
+    started, made = time.monotonic(), 0
+    for _ in range(count):
+        for source in sources:
+            if rate > 0:
+                ahead = made / rate - (time.monotonic() - started)
+                if ahead > 0.01:
+                    time.sleep(ahead)  # the flood's pace
+            made += 1
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
             s.bind((source, 0))
