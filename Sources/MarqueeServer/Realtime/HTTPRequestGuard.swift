@@ -4,8 +4,7 @@ import NIOHTTP1
 
 /// Guards the HTTP side of one connection, right after NIO's request decoder and upgrade handler:
 ///
-/// - **the first request head** must arrive within `headTimeout`; a connection that sent nothing by then is closed,
-///   one that sent part of a head is answered `408` first;
+/// - **a late first request head** (``ConnectionGuard`` times it) is answered `408`;
 /// - **requests the parser refuses** are answered and the connection closed: `431` for header fields over the
 ///   decoder's limit, `501` for a well-formed request line with a method the server does not know, `400` for
 ///   everything else (a broken request line, `Content-Length` with `Transfer-Encoding`, bad chunks). Each answer is
@@ -24,10 +23,7 @@ final class HTTPRequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     private let connection: ConnectionBudget.Connection?
     private let sniffer: RequestLineSniffer
-    private let headTimeout: TimeAmount?
     private let metrics: ConnectionMetrics?
-    private var headTimer: Scheduled<Void>?
-    private var sawHead = false
     /// A head was read and its end not yet.
     private var requestOpen = false
     /// Requests read whose responses have not ended.
@@ -39,35 +35,17 @@ final class HTTPRequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
     /// An error answer went out: the connection is closing, and nothing else is read or written.
     private var answered = false
 
-    init(connection: ConnectionBudget.Connection?, sniffer: RequestLineSniffer, headTimeout: TimeAmount?, metrics: ConnectionMetrics?) {
+    init(connection: ConnectionBudget.Connection?, sniffer: RequestLineSniffer, metrics: ConnectionMetrics?) {
         self.connection = connection
         self.sniffer = sniffer
-        self.headTimeout = headTimeout
         self.metrics = metrics
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        guard let headTimeout else { return }
-        headTimer = context.eventLoop.assumeIsolated().scheduleTask(in: headTimeout) { [self] in
-            headTimer = nil
-            headTimedOut(context: context, after: headTimeout)
-        }
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        headTimer?.cancel()
-        headTimer = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !answered else { return }
         switch Self.unwrapInboundIn(data) {
         case .head:
-            if !sawHead {
-                sawHead = true
-                headTimer?.cancel()
-                headTimer = nil
-            }
+            sniffer.sawHead = true
             requestOpen = true
             awaitingResponses += 1
             connection?.setBusy(true)
@@ -134,36 +112,21 @@ final class HTTPRequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        // the server is shutting down: a connection that has not sent a request yet has nothing to finish (later ones
-        // are closed by Hummingbird's connection handler once their response is written)
-        if event is ChannelShouldQuiesceEvent, !sawHead {
-            answered = true
-            context.close(promise: nil)
+        guard let late = event as? ConnectionGuard.RequestHeadTimedOut else {
+            context.fireUserInboundEventTriggered(event)
             return
         }
-        context.fireUserInboundEventTriggered(event)
-    }
-
-    private func headTimedOut(context: ChannelHandlerContext, after timeout: TimeAmount) {
-        guard !sawHead, !answered else { return }
-        metrics?.headTimeouts.increment()
-        if sniffer.sawBytes {
-            let seconds = Double(timeout.nanoseconds) / 1e9
-            answer(
-                context: context,
-                APIError(.requestTimeout, "request_timeout", "the request head did not arrive within \(seconds.formatted) s; send it at once"))
-        } else {
-            answered = true
-            context.close(promise: nil)
-        }
+        guard !sniffer.sawHead else { return }
+        let seconds = Double(late.timeout.nanoseconds) / 1e9
+        answer(
+            context: context,
+            APIError(.requestTimeout, "request_timeout", "the request head did not arrive within \(seconds.formatted) s; send it at once"))
     }
 
     /// Writes `error` as the response, then closes the connection.
     private func answer(context: ChannelHandlerContext, _ error: APIError) {
         guard !answered else { return }
         answered = true
-        headTimer?.cancel()
-        headTimer = nil
         metrics?.malformedRequest(status: error.status.code)
         let body = context.channel.allocator.buffer(string: error.body)
         let headers = HTTPHeaders([

@@ -87,7 +87,21 @@ public struct RealtimeServerChannel: ServerChildChannel, HTTPChannelHandler {
             }
             channel.closeFuture.whenComplete { _ in budget.release(connection) }
             do {
-                return try configure(channel: channel, connection: connection, logger: logger)
+                // a channel keeps its last read buffer for the next read: start it small (NIO's default is 2 KB, most of
+                // an idle socket's memory), and let it grow for connections that send more
+                try channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: Self.readBuffers)
+                // the HTTP pipeline is built when the first bytes arrive: until then the guard is all there is
+                let upgradeResult = channel.eventLoop.makePromise(of: UpgradeResult.self)
+                let sniffer = RequestLineSniffer()
+                let guardHandler = ConnectionGuard(
+                    connection: connection, sniffer: sniffer, headTimeout: connections.requestHeadTimeout, metrics: budget.metrics,
+                    configure: { context in
+                        let result = try configure(channel: context.channel, connection: connection, sniffer: sniffer, logger: logger)
+                        result.cascade(to: upgradeResult)
+                    },
+                    unconfigured: { upgradeResult.fail($0) })
+                try channel.pipeline.syncOperations.addHandler(guardHandler, name: Self.connectionGuardName)
+                return Value(upgradeResult: upgradeResult.futureResult, channel: channel)
             } catch {
                 channel.close(promise: nil)
                 throw error
@@ -125,17 +139,14 @@ public struct RealtimeServerChannel: ServerChildChannel, HTTPChannelHandler {
         channel.writeAndFlush(buffer).whenComplete { _ in channel.close(promise: nil) }
     }
 
-    /// The pipeline of an admitted connection: the budget's guards around NIO's HTTP/1.1 server pipeline with the
-    /// WebSocket upgrade of the realtime paths.
-    private func configure(channel: any Channel, connection: ConnectionBudget.Connection, logger: Logger) throws -> Value {
-        // a channel keeps its last read buffer for the next read: start it small (NIO's default is 2 KB, most of an
-        // idle socket's memory), and let it grow for connections that send more
-        try channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: Self.readBuffers)
+    /// The pipeline of an admitted connection that has sent its first bytes, after its ``ConnectionGuard``: NIO's
+    /// HTTP/1.1 server pipeline with the WebSocket upgrade of the realtime paths, and the ``HTTPRequestGuard``.
+    private func configure(
+        channel: any Channel, connection: ConnectionBudget.Connection, sniffer: RequestLineSniffer, logger: Logger
+    ) throws -> EventLoopFuture<UpgradeResult> {
         let gateway = self.gateway
         let budget = connections.budget
         let trustedProxies = connections.trustedProxies
-        let sniffer = RequestLineSniffer()
-        try channel.pipeline.syncOperations.addHandler(ConnectionGuard(connection: connection, sniffer: sniffer), name: Self.connectionGuardName)
         // the accepted upgrade's parameters, or why it was refused (the request itself is not passed on to the
         // HTTP handling)
         let accepted = NIOLoopBoundBox<SocketRequest?>(nil, eventLoop: channel.eventLoop)
@@ -192,9 +203,8 @@ public struct RealtimeServerChannel: ServerChildChannel, HTTPChannelHandler {
         // after the upgrade handler, so that it sees the parser's errors and the requests of a connection that did
         // not upgrade (and none of the bytes an upgrade leaves over)
         try channel.pipeline.syncOperations.addHandler(
-            HTTPRequestGuard(connection: connection, sniffer: sniffer, headTimeout: connections.requestHeadTimeout, metrics: budget.metrics),
-            name: Self.requestGuardName)
-        return Value(upgradeResult: result, channel: channel)
+            HTTPRequestGuard(connection: connection, sniffer: sniffer, metrics: budget.metrics), name: Self.requestGuardName)
+        return result
     }
 
     static let connectionGuardName = "marquee.connection-guard"

@@ -4,8 +4,8 @@ import NIOCore
 /// that a request the HTTP parser refuses can be answered with what was wrong with it: a well-formed request line
 /// with a method the parser does not know is `501`, anything else `400`.
 ///
-/// ``ConnectionGuard`` feeds it the bytes as they arrive; ``HTTPRequestGuard`` starts it again after each request
-/// and asks it when a request fails. Both run on the connection's event loop.
+/// ``ConnectionGuard`` feeds it the bytes as they arrive; ``HTTPRequestGuard`` starts it again after each request,
+/// asks it when a request fails, and notes when the first head has arrived. Both run on the connection's event loop.
 final class RequestLineSniffer {
     static let limit = 128
     private(set) var bytes: [UInt8] = []
@@ -18,6 +18,9 @@ final class RequestLineSniffer {
     static let headLimit = 80 * 1024
 
     var isCapturing: Bool { !lineComplete }
+
+    /// Whether the connection's first request head has arrived (its head timeout is over).
+    var sawHead = false
 
     /// Whether anything but empty lines has arrived for this request.
     var sawBytes: Bool { !bytes.isEmpty }
