@@ -349,6 +349,13 @@ def test_behind_a_trusted_proxy_the_realtime_limit_counts_the_forwarded_address(
             await ws.close()
 
     asyncio.run(scenario())
+    # HTTP requests are logged with the forwarded client too (here: the warning an error report writes)
+    marker = uuid.uuid4().hex
+    r = httpx.post(proxied.base_url + "/api/client-errors", json={"kind": "error", "message": marker},
+                   headers={"X-Forwarded-For": "198.51.100.77"})
+    assert r.status_code in (200, 202, 204), r.text
+    line = proxied.wait_for_output(marker)
+    assert "client=198.51.100.77" in line, line
     assert_no_trap(proxied)
 
 
