@@ -21,4 +21,13 @@ public struct TokenBucket: Sendable, Equatable {
         tokens -= 1
         return true
     }
+
+    /// Spends `amount` tokens at `now`, going into debt if need be; returns how many seconds until the balance is
+    /// back to zero (0 when it did not go negative). For budgets (bytes) where one large item must still pass.
+    public mutating func spend(_ amount: Double, now: Double) -> Double {
+        if let last { tokens = min(burst, tokens + max(0, now - last) * rate) }
+        last = max(now, last ?? now)
+        tokens -= amount
+        return tokens >= 0 ? 0 : -tokens / rate
+    }
 }

@@ -88,6 +88,10 @@ public func buildApplication(
     gatewayConfiguration.limits.maxChannels = config.limits.maxChannelsPerConnection
     gatewayConfiguration.limits.joinsPerSecond = config.limits.joinsPerSecond
     gatewayConfiguration.limits.messagesPerSecond = config.limits.messagesPerSecond
+    gatewayConfiguration.limits.maxBroadcastBytes = config.limits.maxBroadcastBytes
+    gatewayConfiguration.limits.maxPresenceBytes = config.limits.maxPresenceBytes
+    gatewayConfiguration.inboundBytesPerSecond = config.limits.inboundBytesPerSecond
+    gatewayConfiguration.outboxBytes = config.limits.outboxBytes
     let feedStatus = ChangeFeedStatus(registry: metrics)
     let analytics = EventAnalytics(registry: metrics)
     let dependencies = AppDependencies(

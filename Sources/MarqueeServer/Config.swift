@@ -49,6 +49,13 @@ public struct MarqueeConfig: Sendable {
         public var broadcastsPerSecondPerTopic = 100.0
         public var maxFrameBytes = 1 << 20
         public var reservationsPerMinutePerUser = 60.0
+        /// Bytes per second one realtime socket may send before reading it pauses.
+        public var inboundBytesPerSecond = 256.0 * 1024
+        /// Bytes of frames that may wait for one realtime socket before it is closed to resync (1013).
+        public var outboxBytes = 8 << 20
+        /// The largest client broadcast and presence frames.
+        public var maxBroadcastBytes = 64 * 1024
+        public var maxPresenceBytes = 4 * 1024
         public init() {}
     }
 
@@ -116,6 +123,10 @@ public struct MarqueeConfig: Sendable {
         try number("MARQUEE_BROADCASTS_PER_SECOND") { config.limits.broadcastsPerSecondPerTopic = $0 }
         try number("MARQUEE_MAX_FRAME_BYTES") { config.limits.maxFrameBytes = Int($0) }
         try number("MARQUEE_RESERVATIONS_PER_MINUTE") { config.limits.reservationsPerMinutePerUser = $0 }
+        try number("MARQUEE_INBOUND_BYTES_PER_SECOND") { config.limits.inboundBytesPerSecond = $0 }
+        try number("MARQUEE_OUTBOX_BYTES") { config.limits.outboxBytes = Int($0) }
+        try number("MARQUEE_MAX_BROADCAST_BYTES") { config.limits.maxBroadcastBytes = Int($0) }
+        try number("MARQUEE_MAX_PRESENCE_BYTES") { config.limits.maxPresenceBytes = Int($0) }
         if let text = environment["MARQUEE_LOG_LEVEL"] {
             guard let level = Logger.Level(rawValue: text.lowercased()) else {
                 throw ConfigError(message: "MARQUEE_LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")

@@ -186,7 +186,7 @@ private let ticketUpdates: JSONObject = ["event": "UPDATE", "schema": "public", 
     @Test func privateChannelNeedsTopicAccess() {
         var session = makeSession(connect: .valid(.anonymous, expiresAt: nil))
         let join = joinMessage("realtime:room1", ref: "1", config: ["private": true])
-        #expect(session.privateTopicToCheck(join, token: nil)?.topic == "room1")
+        #expect(session.topicToCheck(join, token: nil) == .init(topic: "room1", viewer: .anonymous, isPrivate: true))
         #expect(
             steps(session.receive(join))
                 == [
@@ -194,16 +194,90 @@ private let ticketUpdates: JSONObject = ["event": "UPDATE", "schema": "public", 
                         "realtime:room1", ref: "1", "Unauthorized: You do not have permissions to read from this Channel topic: room1")
                 ])
         #expect(
-            steps(session.receive(join, topicAccess: false))
+            steps(session.receive(join, rights: TopicRights.none))
                 == [
                     errorReply(
                         "realtime:room1", ref: "1", "Unauthorized: You do not have permissions to read from this Channel topic: room1")
                 ])
         #expect(
-            steps(session.receive(join, topicAccess: true)).first
+            steps(session.receive(join, rights: TopicRights(mayJoin: true, mayBroadcast: true, mayTrackPresence: true))).first
                 == reply("realtime:room1", joinRef: "1", ref: "1", "ok", .object(["postgres_changes": .array([])])))
         #expect(session.joinedTopics == ["realtime:room1"])
-        #expect(session.privateTopicToCheck(joinMessage("realtime:open", ref: "2"), token: nil) == nil)
+        // a public join is asked about too: whether the name is a private topic
+        #expect(session.topicToCheck(joinMessage("realtime:open", ref: "2"), token: nil)?.isPrivate == false)
+    }
+
+    @Test func privateTopicsCannotBeJoinedPublicly() {
+        var session = makeSession()
+        // user:* topics are private whatever the edge says; other names as the edge decided
+        let userTopic = steps(session.receive(joinMessage("realtime:user:user-a:reservations", ref: "1")))
+        #expect(userTopic.count == 1)
+        #expect("\(userTopic)".contains("PrivateOnly"))
+        let marked = steps(session.receive(joinMessage("realtime:vip", ref: "2"), rights: TopicRights.none))
+        #expect("\(marked)".contains("PrivateOnly"))
+        #expect(session.joinedTopics.isEmpty)
+    }
+
+    @Test func marqueeOwnTopicsAcceptNoClientMessages() {
+        var session = makeSession()
+        _ = session.receive(joinMessage("realtime:event:42:availability", ref: "1", config: ["presence": .object(["enabled": true])]))
+        let forged = PhoenixMessage(
+            joinRef: "1", ref: "2", topic: "realtime:event:42:availability", event: "broadcast",
+            payload: .object(["type": "broadcast", "event": "availability", "payload": .object(["available": 0])]))
+        let actions = steps(session.receive(forged))
+        #expect(
+            actions == [
+                errorReply(
+                    "realtime:event:42:availability", ref: "2", joinRef: "1",
+                    "Unauthorized: broadcasts on event:42:availability come only from the database; clients may not send them")
+            ])
+        let track = PhoenixMessage(
+            joinRef: "1", ref: "3", topic: "realtime:event:42:availability", event: "presence",
+            payload: .object(["type": "presence", "event": "track", "payload": .object(["a": 1])]))
+        #expect("\(steps(session.receive(track)))".contains("come only from the database"))
+        // a private channel without the send right
+        _ = session.receive(
+            joinMessage("realtime:room9", ref: "4", config: ["private": true]),
+            rights: TopicRights(mayJoin: true, mayBroadcast: false, mayTrackPresence: true))
+        let broadcast = PhoenixMessage(
+            joinRef: "4", ref: "5", topic: "realtime:room9", event: "broadcast",
+            payload: .object(["type": "broadcast", "event": "x", "payload": .object([:])]))
+        #expect("\(steps(session.receive(broadcast)))".contains("do not have permissions to send broadcasts"))
+    }
+
+    @Test func payloadsOverTheirCapsAreRefused() {
+        var session = makeSession()
+        _ = session.receive(joinMessage("realtime:room1", ref: "1", config: ["presence": .object(["enabled": true])]))
+        let broadcast = PhoenixMessage(
+            joinRef: "1", ref: "2", topic: "realtime:room1", event: "broadcast",
+            payload: .object(["type": "broadcast", "event": "x", "payload": .object([:])]))
+        let refused = session.receive(broadcast, frameBytes: SessionLimits().maxBroadcastBytes + 1)
+        #expect(refused.contains { if case .limitHit(.payloadSize) = $0 { return true } else { return false } })
+        let track = PhoenixMessage(
+            joinRef: "1", ref: "3", topic: "realtime:room1", event: "presence",
+            payload: .object(["type": "presence", "event": "track", "payload": .object(["a": 1])]))
+        #expect("\(steps(session.receive(track, frameBytes: SessionLimits().maxPresenceBytes + 1)))".contains("PayloadTooLarge"))
+        #expect(steps(session.receive(track, frameBytes: 100)).count == 2)
+    }
+
+    @Test func tokenRefreshChangesTheBindingsViewer() {
+        var session = makeSession()
+        _ = session.receive(joinMessage("realtime:room1", ref: "1"))
+        let refresh = PhoenixMessage(joinRef: "1", ref: "3", topic: "realtime:room1", event: "access_token", payload: .object(["access_token": "x"]))
+        let actions = session.receive(refresh, token: .valid(.anonymous, expiresAt: nil))
+        guard case .updateViewer(let topic, _, let viewer) = actions.first else {
+            Issue.record("expected updateViewer, got \(actions)")
+            return
+        }
+        #expect(topic == "realtime:room1")
+        #expect(viewer == .anonymous)
+        // an sb_ key falls back to the token given at connect
+        let key = PhoenixMessage(ref: "4", topic: "realtime:room1", event: "access_token", payload: .object(["access_token": "sb_abc"]))
+        guard case .updateViewer(_, _, let fallback) = session.receive(key).first else {
+            Issue.record("expected updateViewer")
+            return
+        }
+        #expect(fallback == userA)
     }
 }
 
@@ -290,7 +364,7 @@ private let ticketUpdates: JSONObject = ["event": "UPDATE", "schema": "public", 
         var session = makeSession()
         _ = session.receive(joinMessage("realtime:room1", ref: "1"))
         let refresh = PhoenixMessage(joinRef: "1", ref: "3", topic: "realtime:room1", event: "access_token", payload: .object(["access_token": "x"]))
-        #expect(session.receive(refresh, token: .valid(userA, expiresAt: t0.addingTimeInterval(60))).isEmpty)
+        #expect(session.receive(refresh, token: .valid(userA, expiresAt: t0.addingTimeInterval(60))).allSatisfy { !"\($0)".contains("send(") })
         #expect(session.nextExpiry == t0.addingTimeInterval(60))
         // an sb_ key is not a token to check
         let key = PhoenixMessage(ref: "4", topic: "realtime:room1", event: "access_token", payload: .object(["access_token": "sb_abc"]))

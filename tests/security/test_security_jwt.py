@@ -164,7 +164,7 @@ def test_token_that_expires_while_joined_ends_the_channel(server):
 def test_refreshed_token_keeps_the_channel(server):
     async def scenario():
         s = await open_socket(server)
-        topic = "realtime:user:erin:reservations"
+        topic = "realtime:user:erin:devices"  # a private topic of erin's own that clients may send on
         config = {"private": True, "broadcast": {"self": True, "ack": True}}
         assert (await s.join(topic, config, token=make_token(sub="erin", expires_in=2)))["payload"]["status"] == "ok"
         await s.send(topic, "access_token", {"access_token": make_token(sub="erin", expires_in=3600)})

@@ -68,6 +68,9 @@ public struct JoinConfig: Sendable {
 
     public init() {}
 
+    /// The most `postgres_changes` bindings one channel may have.
+    public static let maxBindings = 32
+
     /// Reads the join payload. Booleans may come as JSON booleans or as "true"/"false" strings, as Supabase allows.
     public static func parse(_ payload: JSONValue) throws(FrameError) -> JoinConfig {
         guard case .object(let root) = payload else { throw FrameError("the phx_join payload must be an object") }
@@ -100,6 +103,9 @@ public struct JoinConfig: Sendable {
         }
         if let changes = object["postgres_changes"], !changes.isNull {
             guard case .array(let items) = changes else { throw FrameError("config.postgres_changes must be an array") }
+            guard items.count <= maxBindings else {
+                throw FrameError("a channel may have at most \(maxBindings) postgres_changes bindings, not \(items.count); use several channels")
+            }
             for item in items {
                 guard case .object(let binding) = item else { throw FrameError("each postgres_changes binding must be an object") }
                 do {

@@ -67,11 +67,12 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch {
             if let mapped = DatabaseErrorMapping.apiError(for: error) {
                 if mapped.status == .serviceUnavailable {
-                    context.logger.warning("database unavailable", metadata: ["path": "\(request.uri.path)", "error": "\(describeError(error))"])
+                    context.logger.warning(
+                        "database unavailable", metadata: ["path": "\(LogText.escape(request.uri.path))", "error": "\(describeError(error))"])
                 }
                 throw mapped
             }
-            context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(describeError(error))"])
+            context.logger.error("request failed", metadata: ["path": "\(LogText.escape(request.uri.path))", "error": "\(describeError(error))"])
             throw APIError(.internalServerError, "internal_error", "the server failed to handle the request; it has been logged")
         }
     }

@@ -38,7 +38,8 @@ struct ReservationsController<Context: RequestContext>: Sendable {
         guard rateLimiter.allow(user.id) else {
             metrics.limitHit(LimitName.reservations.rawValue)
             if rateLimiter.logThrottle.shouldLog(user.id) {
-                context.logger.warning("limit reached", metadata: ["limit": "\(LimitName.reservations.rawValue)", "client": "user:\(user.id)"])
+                context.logger.warning(
+                    "limit reached", metadata: ["limit": "\(LimitName.reservations.rawValue)", "client": "\(LogText.escape("user:\(user.id)"))"])
             }
             if let eventForStats { analytics.reserveAttempt(eventForStats, outcome: .rateLimited) }
             throw APIError(

@@ -92,7 +92,8 @@ struct WebController: Sendable {
         let folder = webDirectory.appendingPathComponent("assets", isDirectory: true).standardizedFileURL
         let url = folder.appendingPathComponent(name).standardizedFileURL
         guard url.path.hasPrefix(folder.path + "/") else { throw APIError.notFound("not_found", "no asset \(name.prefix(80))") }
-        return try file(url, request: request, headers: [.contentType: type, .cacheControl: "no-cache", HTTPField.Name("X-Content-Type-Options")!: "nosniff"])
+        return try file(
+            url, request: request, headers: [.contentType: type, .cacheControl: "no-cache", HTTPField.Name("X-Content-Type-Options")!: "nosniff"])
     }
 
     /// A file with a weak ETag from its size and modification time; `304` when the browser already has it.
@@ -200,13 +201,13 @@ struct WebController: Sendable {
         switch logLimiter.take() {
         case .log(let suppressed):
             var metadata: Logger.Metadata = [
-                "kind": "\(kind)", "message": "\(Self.scrub(report.message ?? "", limit: 300))",
-                "page": "\(Self.pathOnly(report.page ?? "", limit: 200))",
+                "kind": "\(kind)", "message": "\(LogText.escape(Self.scrub(report.message ?? "", limit: 300), limit: 300))",
+                "page": "\(LogText.escape(Self.pathOnly(report.page ?? "", limit: 200)))",
             ]
-            if let source = report.source, !source.isEmpty { metadata["source"] = "\(Self.pathOnly(source, limit: 200))" }
+            if let source = report.source, !source.isEmpty { metadata["source"] = "\(LogText.escape(Self.pathOnly(source, limit: 200)))" }
             if let line = report.line { metadata["line"] = "\(line):\(report.column ?? 0)" }
             if let stack = report.stack, !stack.isEmpty {
-                let top = stack.split(separator: "\n").prefix(4).map { Self.scrub(String($0), limit: 200) }
+                let top = stack.split(separator: "\n").prefix(4).map { LogText.escape(Self.scrub(String($0), limit: 200)) }
                 metadata["stack"] = "\(top.joined(separator: " | "))"
             }
             if suppressed > 0 { metadata["suppressed"] = "\(suppressed)" }

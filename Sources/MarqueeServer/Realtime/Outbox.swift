@@ -38,6 +38,8 @@ public final class Outbox: Sendable {
     struct State {
         var frames: [OutboundFrame] = []
         var head = 0
+        /// Bytes of the frames waiting (payload and header).
+        var bytes = 0
         var waiter: CheckedContinuation<OutboundFrame?, Never>?
         /// With a sink: the close frame that ends the socket (what ``next()`` hands out).
         var control: OutboundFrame?
@@ -65,19 +67,31 @@ public final class Outbox: Sendable {
         case close(CheckedContinuation<OutboundFrame?, Never>?, OutboundFrame)
     }
 
+    /// The most frames that may wait.
     public let capacity: Int
+    /// The most bytes that may wait (frames of up to the frame limit would otherwise let a slow reader hold gigabytes).
+    public let maxBytes: Int
     let sink: SocketSink?
     private let state = Mutex(State())
 
-    public init(capacity: Int) {
+    public init(capacity: Int, maxBytes: Int = Int.max) {
         self.capacity = capacity
+        self.maxBytes = maxBytes
         self.sink = nil
     }
 
-    init(capacity: Int, sink: SocketSink) {
+    init(capacity: Int, maxBytes: Int = Int.max, sink: SocketSink) {
         self.capacity = capacity
+        self.maxBytes = maxBytes
         self.sink = sink
     }
+
+    /// Whether one more frame of `size` bytes fits beside what waits.
+    private func fits(_ size: Int, in state: State) -> Bool {
+        state.frames.count - state.head < capacity && (state.bytes == 0 || state.bytes + size <= maxBytes)
+    }
+
+    static func size(of frame: OutboundFrame) -> Int { frame.wire?.bytes.readableBytes ?? 0 }
 
     static let overflowClose = OutboundFrame.close(code: 1013, reason: "slow consumer: too many messages queued; reconnect and resync")
 
@@ -105,13 +119,16 @@ public final class Outbox: Sendable {
                 state.waiter = nil
                 return (waiter, .queued)
             }
-            if state.frames.count - state.head >= capacity {
+            let size = Self.size(of: frame)
+            if !fits(size, in: state) {
                 state.overflowed = true
                 state.frames = [Self.overflowClose]
                 state.head = 0
+                state.bytes = 0
                 return (nil, .overflowedNow)
             }
             state.frames.append(frame)
+            state.bytes += size
             return (nil, .queued)
         }
         waiter?.resume(returning: frame)
@@ -124,12 +141,15 @@ public final class Outbox: Sendable {
             if case .close = frame {
                 return (state.handOver(frame), .queued)
             }
-            if state.frames.count >= capacity {
+            let size = Self.size(of: frame)
+            if !fits(size, in: state) {
                 state.overflowed = true
                 state.frames = []
+                state.bytes = 0
                 return (state.handOver(Self.overflowClose), .overflowedNow)
             }
             state.frames.append(frame)
+            state.bytes += size
             if state.scheduled || state.blocked { return (.none, .queued) }
             state.scheduled = true
             return (.schedule, .queued)
@@ -157,6 +177,7 @@ public final class Outbox: Sendable {
             state.finished = true
             if sink != nil {
                 state.frames = []
+                state.bytes = 0
                 state.control = nil
             }
             let waiter = state.waiter
@@ -177,6 +198,7 @@ public final class Outbox: Sendable {
                 if sink == nil, state.head < state.frames.count {
                     let frame = state.frames[state.head]
                     state.head += 1
+                    state.bytes -= Self.size(of: frame)
                     if state.head == state.frames.count {
                         state.frames.removeAll(keepingCapacity: true)
                         state.head = 0
@@ -203,6 +225,7 @@ public final class Outbox: Sendable {
             }
             let frames = state.frames
             state.frames = []
+            state.bytes = 0
             return frames
         }
     }

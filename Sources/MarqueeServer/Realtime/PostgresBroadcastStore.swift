@@ -5,8 +5,10 @@ import PostgresNIO
 
 /// Private-topic access and stored broadcasts, for joins.
 public protocol BroadcastStore: Sendable {
-    /// Whether `viewer` may join the private `topic` (decided by `realtime.can_join`).
-    func canJoin(topic: String, viewer: Viewer) async throws -> Bool
+    /// What `viewer` may do on the private `topic` (decided by `realtime.can_join` and `realtime.can_send`).
+    func rights(topic: String, viewer: Viewer) async throws -> TopicRights
+    /// Whether `topic` may only be joined privately (`realtime.is_private_topic`).
+    func isPrivateTopic(_ topic: String) async throws -> Bool
     /// Stored private messages of `topic` newer than `sinceMilliseconds`, oldest first, at most `limit`.
     func replay(topic: String, sinceMilliseconds: Int64, limit: Int) async throws -> [JSONObject]
 }
@@ -22,8 +24,16 @@ public struct PostgresBroadcastStore: BroadcastStore {
         self.logger = logger
     }
 
-    public func canJoin(topic: String, viewer: Viewer) async throws -> Bool {
-        try await deadline.run("deciding access to \(topic)") { try await deciding(topic: topic, viewer: viewer) }
+    public func rights(topic: String, viewer: Viewer) async throws -> TopicRights {
+        try await deadline.run("deciding access to a topic") { try await deciding(topic: topic, viewer: viewer) }
+    }
+
+    public func isPrivateTopic(_ topic: String) async throws -> Bool {
+        try await deadline.run("deciding whether a topic is private") {
+            let rows = try await client.query("select realtime.is_private_topic(\(topic))", logger: logger)
+            for try await isPrivate in rows.decode(Bool?.self) { return isPrivate ?? true }
+            return true
+        }
     }
 
     public func replay(topic: String, sinceMilliseconds: Int64, limit: Int) async throws -> [JSONObject] {
@@ -32,13 +42,20 @@ public struct PostgresBroadcastStore: BroadcastStore {
         }
     }
 
-    private func deciding(topic: String, viewer: Viewer) async throws -> Bool {
+    private func deciding(topic: String, viewer: Viewer) async throws -> TopicRights {
         var claims: JSONObject = ["role": .string(viewer.role.rawValue)]
         if let sub = viewer.userID { claims["sub"] = .string(sub) }
+        let text = JSONValue.object(claims).serialized()
         let rows = try await client.query(
-            "select realtime.can_join(\(topic), \(JSONValue.object(claims).serialized())::jsonb)", logger: logger)
-        for try await allowed in rows.decode(Bool?.self) { return allowed ?? false }
-        return false
+            """
+            select coalesce(realtime.can_join(\(topic), \(text)::jsonb), false),
+                   coalesce(realtime.can_send(\(topic), \(text)::jsonb, 'broadcast'), false),
+                   coalesce(realtime.can_send(\(topic), \(text)::jsonb, 'presence'), false)
+            """, logger: logger)
+        for try await (join, broadcast, presence) in rows.decode((Bool, Bool, Bool).self) {
+            return TopicRights(mayJoin: join, mayBroadcast: join && broadcast, mayTrackPresence: join && presence)
+        }
+        return .none
     }
 
     private func reading(topic: String, sinceMilliseconds: Int64, limit: Int) async throws -> [JSONObject] {

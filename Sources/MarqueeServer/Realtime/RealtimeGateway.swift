@@ -17,7 +17,11 @@ public protocol SnapshotSource: Sendable {
 public final class RealtimeGateway: Sendable {
     public struct Configuration: Sendable {
         public var maxFrameBytes = 1 << 20
+        /// Frames that may wait for one socket, and their bytes; past either the socket is closed with 1013 to resync.
         public var outboxCapacity = 4096
+        public var outboxBytes = 8 << 20
+        /// Bytes per second one socket may send (bursts up to the frame limit); past it reading pauses.
+        public var inboundBytesPerSecond = 256.0 * 1024
         public var limits = SessionLimits()
         /// Realtime sockets open at once, in all (one past it is closed with 1013 and `ServerConnectionLimitReached`).
         public var maxConnections = Int.max
@@ -35,6 +39,9 @@ public final class RealtimeGateway: Sendable {
     let logger: Logger
     private let nextConnectionID = Atomic<Int>(0)
     let limitLog = LogThrottle(interval: 10)
+    let errorLog = LogThrottle(interval: 10)
+    /// Whether public topic names are private (`realtime.is_private_topic`), for a short while.
+    let privacyCache = TopicPrivacyCache()
     /// Writes the sockets' frames from their event loops, one pass per loop.
     let loopWriters: LoopWriters
 
@@ -59,7 +66,30 @@ public final class RealtimeGateway: Sendable {
     func recordLimit(_ limit: LimitName, client: String, logger: Logger) {
         hub.metrics.limitHit(limit.rawValue)
         if limitLog.shouldLog("\(limit.rawValue)|\(client)") {
-            logger.warning("limit reached", metadata: ["limit": "\(limit.rawValue)", "client": "\(client)"])
+            logger.warning("limit reached", metadata: ["limit": "\(limit.rawValue)", "client": "\(LogText.escape(client))"])
+        }
+    }
+
+    /// The codes realtime errors are counted and logged under; any other reason counts as `other`, so a client's text
+    /// never becomes a metric label.
+    static let errorCodes: Set<String> = Set(LimitName.allCases.map(\.rawValue)).union([
+        "InvalidJWTToken", "JwtSignatureError", "MalformedJWT", "Unauthorized", "DatabaseUnavailable", "InvalidJoinPayload",
+        "TopicNameRequired", "TopicNameTooLong", "PrivateOnly", "unmatched topic",
+    ])
+
+    /// The fixed code of an error reason: the part before ':' when it is a known code, else `other`.
+    static func errorCode(_ reason: String) -> String {
+        let code = String(reason.split(separator: ":", maxSplits: 1).first ?? Substring(reason))
+        return errorCodes.contains(code) ? code : "other"
+    }
+
+    /// Counts an error answered to a client, and logs it at most every 10 s per code and client.
+    func recordError(_ reason: String, topic: String, client: String, logger: Logger) {
+        let code = Self.errorCode(reason)
+        hub.metrics.error(code)
+        if errorLog.shouldLog("\(code)|\(client)") {
+            logger.info(
+                "realtime error", metadata: ["topic": "\(LogText.escape(topic))", "reason": "\(code)", "client": "\(LogText.escape(client))"])
         }
     }
 
@@ -129,21 +159,34 @@ public final class RealtimeGateway: Sendable {
                 if message.event == "phx_reply", message.payload["status"]?.stringValue == "error",
                     let reason = message.payload["response"]?["reason"]?.stringValue
                 {
-                    // the code before ':' ("ChannelRateLimitReached", "InvalidJWTToken", …) or the short reason itself
-                    let code = String(reason.split(separator: ":").first ?? Substring(reason)).prefix(60).description
-                    hub.metrics.error(code)
-                    logger.info("realtime error", metadata: ["topic": "\(message.topic)", "reason": "\(code)"])
+                    recordError(reason, topic: message.topic, client: client, logger: logger)
                 }
                 connection.outbox.enqueue(.text(connection.serializer.encode(message)))
             case .subscribe(let topic, let joinRef, let subscriptions, let membership):
                 hub.join(connectionID: connection.id, topic: topic, joinRef: joinRef, subscriptions: subscriptions, membership: membership)
                 if let analytics, let event = EventAnalytics.eventID(topic: topic, subscriptions: subscriptions) { analytics.subscribed(event) }
                 logger.info(
-                    "realtime joined", metadata: ["topic": "\(topic)", "bindings": "\(subscriptions.count)", "private": "\(membership.isPrivate)"])
+                    "realtime joined",
+                    metadata: ["topic": "\(LogText.escape(topic))", "bindings": "\(subscriptions.count)", "private": "\(membership.isPrivate)"])
                 if membership.replaySince != nil { return actions[index...] }
             case .unsubscribe(let topic):
                 hub.leave(connectionID: connection.id, topic: topic)
-                logger.info("realtime left", metadata: ["topic": "\(topic)"])
+                logger.info("realtime left", metadata: ["topic": "\(LogText.escape(topic))"])
+            case .updateViewer(let topic, let joinRef, let viewer):
+                let dropped = hub.updateViewer(connectionID: connection.id, topic: topic, viewer: viewer)
+                if !dropped.isEmpty {
+                    let name = String(topic.dropFirst("realtime:".count))
+                    let system = PhoenixMessage(
+                        joinRef: joinRef, topic: topic, event: "system",
+                        payload: .object([
+                            "extension": "postgres_changes", "status": "error",
+                            "message": .string(
+                                "Unauthorized: the new token may not use the filters of bindings \(dropped.map(String.init).joined(separator: ", ")); they were removed"
+                            ),
+                            "channel": .string(name),
+                        ]))
+                    connection.outbox.enqueue(.text(connection.serializer.encode(system)))
+                }
             case .broadcast(let topic, let payload, let request, let ack):
                 let reply: JSONValue
                 if hub.broadcast(topic: topic, payload: payload, from: connection.id) {
@@ -165,7 +208,8 @@ public final class RealtimeGateway: Sendable {
             case .untrackPresence(let topic):
                 hub.untrackPresence(topic: topic, connectionID: connection.id)
             case .sendPresenceState(let topic, let joinRef):
-                let message = PhoenixMessage(joinRef: joinRef, topic: topic, event: "presence_state", payload: hub.presenceState(topic: topic))
+                let message = PhoenixMessage(
+                    joinRef: joinRef, topic: topic, event: "presence_state", payload: hub.presenceState(topic: topic, connectionID: connection.id))
                 connection.outbox.enqueue(.text(connection.serializer.encode(message)))
             case .snapshot:
                 if snapshots != nil { return actions[index...] }
@@ -174,18 +218,34 @@ public final class RealtimeGateway: Sendable {
         return []
     }
 
-    /// The answer to whether a viewer may use a private topic.
+    /// The answer to what a viewer may do on a topic.
     enum TopicAccess: Equatable {
-        case decided(Bool)
+        case decided(TopicRights)
         /// The database could not decide in time (or failed); `reason` is the `phx_reply` error's reason.
         case unavailable(String)
     }
 
-    /// Decides access to a private topic; a failing database never opens the topic.
-    func access(topic: String, viewer: Viewer, logger: Logger) async -> TopicAccess {
-        guard let broadcasts else { return .decided(false) }
+    /// Decides a join's or token refresh's rights: `realtime.can_join` / `can_send` for a private topic, and whether a
+    /// public join names a private topic (`realtime.is_private_topic`, cached). A failing database never opens a topic.
+    func access(_ question: RealtimeSession.TopicQuestion, logger: Logger) async -> TopicAccess {
+        if !question.isPrivate {
+            let rights = TopicRights.publicTopic(question.topic)
+            guard rights.mayJoin, let broadcasts else { return .decided(rights) }
+            if let known = privacyCache.isPrivate(question.topic) { return .decided(known ? .none : rights) }
+            do {
+                let isPrivate = try await broadcasts.isPrivateTopic(question.topic)
+                privacyCache.remember(question.topic, isPrivate: isPrivate)
+                return .decided(isPrivate ? .none : rights)
+            } catch {
+                // a public join stays possible while the database does not answer (an on-sale page must not go dark
+                // with it): the last answer for this name, if any, else Marquee's own rule (`user:…` is private)
+                logger.warning("topic privacy check failed; using the last known answer", metadata: ["error": "\(describeError(error))"])
+                return .decided(privacyCache.isPrivate(question.topic, acceptingStale: true) == true ? .none : rights)
+            }
+        }
+        guard let broadcasts else { return .decided(.none) }
         do {
-            return .decided(try await broadcasts.canJoin(topic: topic, viewer: viewer))
+            return .decided(try await broadcasts.rights(topic: question.topic, viewer: question.viewer))
         } catch {
             logger.warning("private topic check failed", metadata: ["error": "\(describeError(error))"])
             return .unavailable("\(Self.databaseUnavailable): the database could not decide access to this topic in time; join again shortly")
@@ -198,7 +258,7 @@ public final class RealtimeGateway: Sendable {
     /// Answers `message` (a join) with a `phx_reply` error, without it reaching the session.
     func refuse(_ message: PhoenixMessage, reason: String, connection: ConnectionHandle, logger: Logger) {
         hub.metrics.error(Self.databaseUnavailable)
-        logger.info("realtime error", metadata: ["topic": "\(message.topic)", "reason": "\(Self.databaseUnavailable)"])
+        logger.info("realtime error", metadata: ["topic": "\(LogText.escape(message.topic))", "reason": "\(Self.databaseUnavailable)"])
         let reply = PhoenixMessage(
             joinRef: message.joinRef, ref: message.ref, topic: message.topic, event: "phx_reply",
             payload: .object(["status": "error", "response": .object(["reason": .string(reason)])]))
@@ -217,7 +277,7 @@ public final class RealtimeGateway: Sendable {
                     connection.outbox.enqueue(.text(connection.serializer.encode(message)))
                 }
             } catch {
-                logger.warning("replay failed", metadata: ["topic": "\(topic)", "error": "\(describeError(error))"])
+                logger.warning("replay failed", metadata: ["topic": "\(LogText.escape(topic))", "error": "\(describeError(error))"])
             }
         }
         hub.finishReplay(connectionID: connection.id, topic: topic, replayedIDs: replayed)
@@ -253,7 +313,7 @@ public final class RealtimeGateway: Sendable {
                         .text(connection.serializer.encode(PhoenixMessage(topic: topic, event: "postgres_changes", payload: payload))))
                 }
             } catch {
-                logger.warning("snapshot failed", metadata: ["topic": "\(topic)", "error": "\(describeError(error))"])
+                logger.warning("snapshot failed", metadata: ["topic": "\(LogText.escape(topic))", "error": "\(describeError(error))"])
                 hub.metrics.error(Self.databaseUnavailable)
                 let system = PhoenixMessage(
                     joinRef: joinRef, topic: topic, event: "system",

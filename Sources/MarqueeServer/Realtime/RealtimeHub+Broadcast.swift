@@ -5,8 +5,9 @@ import Synchronization
 extension RealtimeHub {
     // MARK: Broadcast and presence
 
-    /// Sends a client's broadcast to the topic's other members (and to the sender when it asked for its own); false
-    /// when the topic's broadcast rate is exceeded (nothing is sent).
+    /// Sends a client's broadcast to the topic's other members of the sender's privacy (and to the sender when it asked
+    /// for its own): a public channel never reaches a private one of the same name, nor the other way round. False when
+    /// the topic's broadcast rate is exceeded (nothing is sent).
     @discardableResult
     func broadcast(topic: String, payload: JSONValue, from sender: Int, now: Double = ProcessInfo.processInfo.systemUptime) -> Bool {
         let targets: [ConnectionHandle]? = state.withLock { state in
@@ -17,8 +18,9 @@ extension RealtimeHub {
                 if state.topicBuckets.count > 100_000 { state.topicBuckets = [topic: bucket] }  // bounded memory
                 guard allowed else { return nil }
             }
-            return (state.members[topic] ?? [:]).compactMap { id, member in
-                id == sender && !member.receiveOwnBroadcasts ? nil : state.connections[id]
+            guard let members = state.members[topic], let senderIsPrivate = members[sender]?.isPrivate else { return [] }
+            return members.compactMap { id, member in
+                member.isPrivate != senderIsPrivate || (id == sender && !member.receiveOwnBroadcasts) ? nil : state.connections[id]
             }
         }
         guard let targets else { return false }
@@ -144,47 +146,72 @@ extension RealtimeHub {
             ]))
     }
 
+    /// Tracks `payload` as this connection's meta under `key` on the channel's topic (Phoenix semantics: a key holds
+    /// one meta per connection that tracks it, each with its own `phx_ref`; tracking again replaces this connection's
+    /// meta). Public and private channels of one name have separate presence.
     func trackPresence(topic: String, key: String, connectionID: Int, payload: JSONObject) {
-        let (meta, previous): (JSONObject, JSONObject?) = state.withLock { state in
+        let result: (scope: PresenceScope, meta: JSONObject, previous: JSONObject?)? = state.withLock { state in
+            guard let member = state.members[topic]?[connectionID] else { return nil }
+            let scope = PresenceScope(topic: topic, isPrivate: member.isPrivate)
             state.nextPresenceRef += 1
             var meta = payload
             meta["phx_ref"] = .string("mq\(state.nextPresenceRef)")
-            let previous = state.presence[topic]?[key]?.meta
-            if let previousRef = previous?["phx_ref"] { meta["phx_ref_prev"] = previousRef }
-            state.presence[topic, default: [:]][key] = (connectionID, meta)
-            return (meta, previous)
+            let previous = state.presence[scope]?.remove(connection: connectionID)
+            if let previousKey = previous?.key, previousKey == key, let previousRef = previous?.meta["phx_ref"] { meta["phx_ref_prev"] = previousRef }
+            state.presence[scope, default: PresenceTopic()].track(key: key, connection: connectionID, meta: meta)
+            return (scope, meta, previous?.meta)
         }
-        sendPresenceDiff(topic: topic, joins: [key: meta], leaves: previous.map { [key: $0] } ?? [:])
+        guard let result else { return }
+        // the previous meta leaves under its own key (the same one: a channel's key is fixed at join)
+        sendPresenceDiff(scope: result.scope, joins: [key: [result.meta]], leaves: result.previous.map { [key: [$0]] } ?? [:])
     }
 
     func untrackPresence(topic: String, connectionID: Int) {
-        let left: (String, JSONObject)? = state.withLock { state in
-            guard let entry = state.presence[topic]?.first(where: { $0.value.connection == connectionID }) else { return nil }
-            state.presence[topic]?[entry.key] = nil
-            return (entry.key, entry.value.meta)
+        let left: (scope: PresenceScope, key: String, meta: JSONObject)? = state.withLock { state in
+            Self.removePresence(topic: topic, connectionID: connectionID, isPrivate: state.members[topic]?[connectionID]?.isPrivate, in: &state)
         }
-        if let left { sendPresenceDiff(topic: topic, joins: [:], leaves: [left.0: left.1]) }
+        if let left { sendPresenceDiff(scope: left.scope, joins: [:], leaves: [left.key: [left.meta]]) }
     }
 
-    /// The `presence_state` payload of a topic.
-    func presenceState(topic: String) -> JSONValue {
-        let entries = state.withLock { $0.presence[topic] ?? [:] }
+    /// Removes what a connection tracked on a topic (of its channel's privacy, or of either when unknown).
+    static func removePresence(
+        topic: String, connectionID: Int, isPrivate: Bool?, in state: inout State
+    ) -> (scope: PresenceScope, key: String, meta: JSONObject)? {
+        for privacy in isPrivate.map({ [$0] }) ?? [false, true] {
+            let scope = PresenceScope(topic: topic, isPrivate: privacy)
+            guard let removed = state.presence[scope]?.remove(connection: connectionID) else { continue }
+            if state.presence[scope]?.isEmpty == true { state.presence[scope] = nil }
+            return (scope, removed.key, removed.meta)
+        }
+        return nil
+    }
+
+    /// The `presence_state` payload of a topic as a channel of this connection sees it (its privacy's presence).
+    func presenceState(topic: String, connectionID: Int) -> JSONValue {
+        let tracked: PresenceTopic? = state.withLock { state in
+            guard let member = state.members[topic]?[connectionID] else { return nil }
+            return state.presence[PresenceScope(topic: topic, isPrivate: member.isPrivate)]
+        }
         var object = JSONObject()
-        for (key, entry) in entries.sorted(by: { $0.key < $1.key }) {
-            object[key] = .object(["metas": .array([.object(entry.meta)])])
+        for (key, metas) in tracked?.metasByKey() ?? [] {
+            object[key] = .object(["metas": .array(metas.map { .object($0) })])
         }
         return .object(object)
     }
 
-    func sendPresenceDiff(topic: String, joins: [String: JSONObject], leaves: [String: JSONObject]) {
-        func section(_ entries: [String: JSONObject]) -> JSONValue {
-            .object(JSONObject(entries.sorted(by: { $0.key < $1.key }).map { (key: $0.key, value: .object(["metas": .array([.object($0.value)])])) }))
+    func sendPresenceDiff(scope: PresenceScope, joins: [String: [JSONObject]], leaves: [String: [JSONObject]]) {
+        func section(_ entries: [String: [JSONObject]]) -> JSONValue {
+            .object(
+                JSONObject(
+                    entries.sorted(by: { $0.key < $1.key }).map { (key: $0.key, value: .object(["metas": .array($0.value.map { .object($0) })])) })
+            )
         }
         let targets: [ConnectionHandle] = state.withLock { state in
-            (state.members[topic] ?? [:]).keys.compactMap { state.connections[$0] }
+            (state.members[scope.topic] ?? [:]).compactMap { id, member in member.isPrivate == scope.isPrivate ? state.connections[id] : nil }
         }
         send(
-            PhoenixMessage(topic: topic, event: "presence_diff", payload: .object(["joins": section(joins), "leaves": section(leaves)])), to: targets)
+            PhoenixMessage(topic: scope.topic, event: "presence_diff", payload: .object(["joins": section(joins), "leaves": section(leaves)])),
+            to: targets)
     }
 
     /// Encodes once per format and queues on each target.

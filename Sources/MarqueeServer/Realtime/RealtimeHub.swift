@@ -52,7 +52,7 @@ public final class RealtimeHub: Sendable {
         var shapes: [FrameShapeKey: (shape: FrameShape, users: Int)] = [:]
         var nextChannelUID = 0
         var members: [String: [Int: Member]] = [:]  // topic → connection → member
-        var presence: [String: [String: (connection: Int, meta: JSONObject)]] = [:]  // topic → key → tracked
+        var presence: [PresenceScope: PresenceTopic] = [:]
         var nextUID = 0
         var nextPresenceRef = 0
         var topicBuckets: [String: TokenBucket] = [:]
@@ -78,6 +78,32 @@ public final class RealtimeHub: Sendable {
             let shape = FrameShape(key)
             shapes[key] = (shape, 1)
             return shape
+        }
+
+        /// Indexes a channel's bindings (given their uids here); returns them with their index entries.
+        mutating func index(
+            _ subscriptions: [Subscription], connection: ConnectionHandle, topic: String, channelUID: Int
+        ) -> ([Subscription], [IndexedSubscription]) {
+            let perTable = RealtimeHub.countByTable(subscriptions)
+            var added: [Subscription] = []
+            var entries: [IndexedSubscription] = []
+            for var subscription in subscriptions {
+                nextUID += 1
+                subscription.uid = nextUID
+                var shape: FrameShape?
+                if perTable[subscription.table, default: 0] == 1 {
+                    shape = internShape(
+                        FrameShapeKey(topic: topic, ids: [subscription.bindingID], serializer: connection.serializer, select: subscription.select))
+                }
+                let entry = IndexedSubscription(
+                    subscription, uid: subscription.uid, connection: connection, checksFilter: TableIndex.placement(subscription.filter).checksFilter,
+                    shape: shape, channelUID: channelUID,
+                    coalesces: coalescer != nil && RealtimeHub.coalesces(subscription, soleBindingOfTable: shape != nil))
+                tables[subscription.table, default: TableIndex()].insert(entry)
+                added.append(subscription)
+                entries.append(entry)
+            }
+            return (added, entries)
         }
 
         mutating func removeFromIndex(_ entries: [IndexedSubscription]) {
@@ -175,27 +201,7 @@ public final class RealtimeHub: Sendable {
             let replaced = state.channelSubscriptions.removeValue(forKey: channelKey) ?? []
             if let connection = state.connections[connectionID] {
                 state.nextChannelUID += 1
-                let channelUID = state.nextChannelUID
-                let perTable = Self.countByTable(subscriptions)
-                var added: [Subscription] = []
-                var entries: [IndexedSubscription] = []
-                for var subscription in subscriptions {
-                    state.nextUID += 1
-                    subscription.uid = state.nextUID
-                    var shape: FrameShape?
-                    if perTable[subscription.table, default: 0] == 1 {
-                        shape = state.internShape(
-                            FrameShapeKey(topic: topic, ids: [subscription.bindingID], serializer: connection.serializer, select: subscription.select)
-                        )
-                    }
-                    let entry = IndexedSubscription(
-                        subscription, uid: subscription.uid, connection: connection,
-                        checksFilter: TableIndex.placement(subscription.filter).checksFilter, shape: shape, channelUID: channelUID,
-                        coalesces: state.coalescer != nil && Self.coalesces(subscription, soleBindingOfTable: shape != nil))
-                    state.tables[subscription.table, default: TableIndex()].insert(entry)
-                    added.append(subscription)
-                    entries.append(entry)
-                }
+                let (added, entries) = state.index(subscriptions, connection: connection, topic: topic, channelUID: state.nextChannelUID)
                 state.channelSubscriptions[channelKey] = added
                 state.channelEntries[channelKey] = entries
             }
@@ -209,25 +215,57 @@ public final class RealtimeHub: Sendable {
         for (table, count) in Self.countByTable(subscriptions) { metrics.subscriptionsChanged(table: table, by: count) }
     }
 
+    /// A channel's token changed: its bindings see rows as `viewer` from now on (redaction follows the token at once).
+    /// Bindings whose filter the new viewer may not use (another user's rows) are removed; returns their ids.
+    func updateViewer(connectionID: Int, topic: String, viewer: Viewer) -> [Int64] {
+        let policy = self.policy
+        let dropped: [Subscription] = state.withLock { state in
+            let channelKey = ChannelKey(connection: connectionID, topic: topic)
+            guard let subscriptions = state.channelSubscriptions[channelKey], let connection = state.connections[connectionID] else { return [] }
+            let old = state.channelEntries.removeValue(forKey: channelKey) ?? []
+            state.removeFromIndex(old)
+            var kept: [Subscription] = []
+            var dropped: [Subscription] = []
+            for var subscription in subscriptions {
+                if subscription.filter.conditions.allSatisfy({ policy.mayFilter($0, table: subscription.table, viewer: viewer) }) {
+                    subscription.viewer = viewer
+                    kept.append(subscription)
+                } else {
+                    dropped.append(subscription)
+                }
+            }
+            let channelUID: Int
+            if let uid = old.first?.channelUID {
+                channelUID = uid
+            } else {
+                state.nextChannelUID += 1
+                channelUID = state.nextChannelUID
+            }
+            let (added, entries) = state.index(kept, connection: connection, topic: topic, channelUID: channelUID)
+            state.channelSubscriptions[channelKey] = added
+            state.channelEntries[channelKey] = entries
+            return dropped
+        }
+        for (table, count) in Self.countByTable(dropped) { metrics.subscriptionsChanged(table: table, by: -count) }
+        return dropped.map(\.bindingID)
+    }
+
     /// Removes a channel's bindings, membership and presence.
     public func leave(connectionID: Int, topic: String) {
-        let (removed, wasMember, left): ([Subscription], Bool, (key: String, meta: JSONObject)?) = state.withLock { state in
+        let (removed, wasMember, left): ([Subscription], Bool, (scope: PresenceScope, key: String, meta: JSONObject)?) = state.withLock { state in
             let channelKey = ChannelKey(connection: connectionID, topic: topic)
             let subscriptions = state.channelSubscriptions.removeValue(forKey: channelKey) ?? []
-            let wasMember = state.members[topic]?[connectionID] != nil
+            let isPrivate = state.members[topic]?[connectionID]?.isPrivate
+            let wasMember = isPrivate != nil
             state.removeFromIndex(state.channelEntries.removeValue(forKey: channelKey) ?? [])
             state.members[topic]?[connectionID] = nil
             if state.members[topic]?.isEmpty == true { state.members[topic] = nil }
-            var left: (key: String, meta: JSONObject)?
-            if let entry = state.presence[topic]?.first(where: { $0.value.connection == connectionID }) {
-                state.presence[topic]?[entry.key] = nil
-                left = (entry.key, entry.value.meta)
-            }
+            let left = Self.removePresence(topic: topic, connectionID: connectionID, isPrivate: isPrivate, in: &state)
             return (subscriptions, wasMember, left)
         }
         if wasMember { metrics.channels.decrement() }
         for (table, count) in Self.countByTable(removed) { metrics.subscriptionsChanged(table: table, by: -count) }
-        if let left { sendPresenceDiff(topic: topic, joins: [:], leaves: [left.key: left.meta]) }
+        if let left { sendPresenceDiff(scope: left.scope, joins: [:], leaves: [left.key: [left.meta]]) }
     }
 
     public var connectionCount: Int { state.withLock { $0.connections.count } }
@@ -248,7 +286,9 @@ public final class RealtimeHub: Sendable {
         let channels: [(topic: String, subscriptions: [Subscription])] = state.withLock { state in
             var list: [(String, [Subscription])] = []
             for (topic, members) in state.members {
-                for connection in members.keys { list.append((topic, state.channelSubscriptions[ChannelKey(connection: connection, topic: topic)] ?? [])) }
+                for connection in members.keys {
+                    list.append((topic, state.channelSubscriptions[ChannelKey(connection: connection, topic: topic)] ?? []))
+                }
             }
             return list
         }

@@ -21,8 +21,17 @@ public struct SessionLimits: Sendable {
     public var maxChannels = 100
     /// Joins per second on one socket (bursts of twice as many).
     public var joinsPerSecond = 10.0
-    /// Frames per second a socket may send (bursts of twice as many).
+    /// Frames per second a socket may send (bursts of twice as many); frames that cannot be read count too.
     public var messagesPerSecond = 100.0
+    /// The largest client broadcast frame, in bytes (`MARQUEE_MAX_BROADCAST_BYTES`).
+    public var maxBroadcastBytes = 64 * 1024
+    /// The largest presence frame, in bytes (`MARQUEE_MAX_PRESENCE_BYTES`).
+    public var maxPresenceBytes = 4 * 1024
+    /// The longest presence key, in bytes.
+    public var maxPresenceKeyBytes = 256
+    /// `like`, `ilike`, `match` and `imatch` conditions on one socket, in all its channels: each is matched against
+    /// every change of its table, so they bound what one socket adds to every change's fan-out.
+    public var maxPatternConditions = 10
     public init() {}
 }
 
@@ -38,6 +47,14 @@ public enum LimitName: String, Sendable, CaseIterable {
     case broadcasts = "BroadcastRateLimitReached"
     case frameSize = "FrameTooLarge"
     case reservations = "ReservationRateLimitReached"
+    /// A broadcast or presence payload over its byte cap.
+    case payloadSize = "PayloadTooLarge"
+    /// A join whose pattern conditions would pass the socket's cap.
+    case patternFilters = "TooManyPatternFilters"
+    /// A socket that sent more bytes per second than its budget (reading it pauses).
+    case inboundBytes = "InboundByteRateLimited"
+    /// Frames queued for a socket over the outbox's byte or frame cap (the socket is closed to resync).
+    case outbox = "SlowConsumer"
 }
 
 /// The Phoenix/Supabase channel protocol of one socket as a pure state machine: a frame (and the check of any token
@@ -59,6 +76,9 @@ public struct RealtimeSession: Sendable {
         case sendPresenceState(topic: String, joinRef: String?)
         /// Send the current rows of these bindings (Marquee's snapshot extension).
         case snapshot(topic: String, joinRef: String?, subscriptions: [Subscription])
+        /// The channel's token changed: its bindings see rows as `viewer` from now on (redaction, and filters the new
+        /// viewer may not use are dropped).
+        case updateViewer(topic: String, joinRef: String?, viewer: Viewer)
     }
 
     /// What a joined channel needs later (the parsed join config is not kept: a socket may hold it for hours).
@@ -69,6 +89,9 @@ public struct RealtimeSession: Sendable {
         var presenceKey: String
         var viewer: Viewer
         var expiresAt: Date?
+        var rights: TopicRights
+        /// Its bindings' pattern conditions (see ``SessionLimits/maxPatternConditions``).
+        var patternConditions: Int = 0
     }
 
     /// How a channel takes part in broadcasts.
@@ -104,22 +127,36 @@ public struct RealtimeSession: Sendable {
 
     public var joinedTopics: [String] { Array(channels.keys) }
 
-    /// The private topic whose access the edge must decide (with `realtime.can_join`) before calling `receive`, and the
-    /// viewer to decide it for: a private join, or a token refresh on a private channel.
-    public func privateTopicToCheck(_ message: PhoenixMessage, token: TokenCheck?) -> (topic: String, viewer: Viewer)? {
+    /// What the edge must decide about a topic before calling `receive`: for a join, whether the topic may be joined
+    /// this way and sent on (`realtime.can_join` / `can_send` for a private join, `realtime.is_private_topic` for a
+    /// public one); for a token refresh on a private channel, the same for the new viewer.
+    public struct TopicQuestion: Sendable, Equatable {
+        /// The topic's name, without `realtime:`.
+        public var topic: String
+        public var viewer: Viewer
+        public var isPrivate: Bool
+    }
+
+    /// The question the edge must answer (into ``TopicRights``) before calling `receive`, or nil when there is none.
+    public func topicToCheck(_ message: PhoenixMessage, token: TokenCheck?) -> TopicQuestion? {
+        guard message.topic.hasPrefix("realtime:") else { return nil }
+        let name = String(message.topic.dropFirst("realtime:".count))
         let viewerCheck: TokenCheck
+        let isPrivate: Bool
         switch message.event {
         case "phx_join":
-            guard (try? JoinConfig.parse(message.payload))?.isPrivate == true else { return nil }
+            guard let config = try? JoinConfig.parse(message.payload) else { return nil }
+            isPrivate = config.isPrivate
             viewerCheck = token ?? connectToken
         case "access_token":
-            guard channels[message.topic]?.isPrivate == true, let token else { return nil }
-            viewerCheck = token
+            guard let channel = channels[message.topic], channel.isPrivate else { return nil }
+            isPrivate = true
+            viewerCheck = token ?? connectToken
         default:
             return nil
         }
-        guard case .valid(let viewer, _) = viewerCheck, message.topic.hasPrefix("realtime:") else { return nil }
-        return (String(message.topic.dropFirst("realtime:".count)), viewer)
+        guard case .valid(let viewer, _) = viewerCheck, !name.isEmpty else { return nil }
+        return TopicQuestion(topic: name, viewer: viewer, isPrivate: isPrivate)
     }
 
     /// The token a frame carries that the edge must check before calling `receive` (join and access_token only).
@@ -135,7 +172,17 @@ public struct RealtimeSession: Sendable {
         }
     }
 
-    public mutating func receive(_ message: PhoenixMessage, token: TokenCheck? = nil, topicAccess: Bool? = nil, now: Date = Date()) -> [Action] {
+    /// Counts a frame that could not be read against the message rate; false when the rate is exceeded (the frame is
+    /// then dropped without an answer).
+    public mutating func takeUnreadableFrame(now: Date = Date()) -> Bool {
+        messageBucket.take(now: now.timeIntervalSinceReferenceDate)
+    }
+
+    /// Takes one frame. `rights` is the edge's answer to ``topicToCheck(_:token:)`` (nil when it asked nothing);
+    /// `frameBytes` the frame's size, for the payload caps.
+    public mutating func receive(
+        _ message: PhoenixMessage, token: TokenCheck? = nil, rights: TopicRights? = nil, frameBytes: Int = 0, now: Date = Date()
+    ) -> [Action] {
         let seconds = now.timeIntervalSinceReferenceDate
         guard messageBucket.take(now: seconds) else {
             return [
@@ -154,7 +201,7 @@ public struct RealtimeSession: Sendable {
             return [reply(message, status: "error", response: .object(["reason": "unknown event on topic phoenix"]))]
         }
         switch message.event {
-        case "phx_join": return join(message, token: token, topicAccess: topicAccess)
+        case "phx_join": return join(message, token: token, rights: rights)
         case "phx_leave":
             var actions: [Action] = [reply(message, status: "ok", response: .object([:]))]
             if let channel = channels.removeValue(forKey: message.topic) {
@@ -170,12 +217,13 @@ public struct RealtimeSession: Sendable {
         }
         switch message.event {
         case "access_token":
-            guard let token else { return [] }
-            switch token {
+            // no token, or an `sb_` key: the channel falls back to the token given at connect
+            switch token ?? connectToken {
             case .valid(let viewer, let expiresAt):
-                if channel.isPrivate && topicAccess != true {
+                let name = String(message.topic.dropFirst("realtime:".count))
+                let granted = rights ?? (channel.isPrivate ? .none : .publicTopic(name))
+                if channel.isPrivate && !granted.mayJoin {
                     channels[message.topic] = nil
-                    let name = String(message.topic.dropFirst("realtime:".count))
                     return [
                         systemMessage(
                             topic: message.topic, joinRef: channel.joinRef, extension: "system", status: "error",
@@ -185,8 +233,9 @@ public struct RealtimeSession: Sendable {
                 }
                 channel.viewer = viewer
                 channel.expiresAt = expiresAt
+                channel.rights = granted
                 channels[message.topic] = channel
-                return []
+                return [.updateViewer(topic: message.topic, joinRef: channel.joinRef, viewer: viewer)]
             case .invalid(let reason):
                 channels[message.topic] = nil
                 return [
@@ -198,11 +247,35 @@ public struct RealtimeSession: Sendable {
             guard case .object(let payload) = message.payload, payload["event"]?.stringValue != nil else {
                 return [reply(message, status: "error", response: .object(["reason": "a broadcast needs {type, event, payload}"]))]
             }
+            guard channel.rights.mayBroadcast else {
+                return [reply(message, status: "error", response: .object(["reason": .string(Self.sendRefusal(message.topic, "broadcasts"))]))]
+            }
+            guard frameBytes <= limits.maxBroadcastBytes else {
+                return [
+                    .limitHit(.payloadSize),
+                    reply(
+                        message, status: "error",
+                        response: .object(["reason": .string("PayloadTooLarge: a broadcast may be at most \(limits.maxBroadcastBytes) bytes")])),
+                ]
+            }
             return [.broadcast(topic: message.topic, payload: message.payload, request: message, ack: channel.broadcastAck)]
         case "presence":
             let kind = message.payload["event"]?.stringValue ?? ""
             switch kind {
             case "track":
+                guard channel.rights.mayTrackPresence else {
+                    return [reply(message, status: "error", response: .object(["reason": .string(Self.sendRefusal(message.topic, "presence"))]))]
+                }
+                guard frameBytes <= limits.maxPresenceBytes else {
+                    return [
+                        .limitHit(.payloadSize),
+                        reply(
+                            message, status: "error",
+                            response: .object([
+                                "reason": .string("PayloadTooLarge: a presence message may be at most \(limits.maxPresenceBytes) bytes")
+                            ])),
+                    ]
+                }
                 let payload = message.payload["payload"] ?? .object([:])
                 guard case .object(let meta) = payload else {
                     return [reply(message, status: "error", response: .object(["reason": "Presence track payload must be a map"]))]
@@ -235,12 +308,21 @@ public struct RealtimeSession: Sendable {
         return actions
     }
 
+    /// Why a client may not send on a topic, worded for the developer.
+    static func sendRefusal(_ topic: String, _ what: String) -> String {
+        let name = String(topic.dropFirst("realtime:".count))
+        if TopicRules.isOwn(name) {
+            return "Unauthorized: \(what) on \(name) come only from the database; clients may not send them"
+        }
+        return "Unauthorized: You do not have permissions to send \(what) on this Channel topic: \(name)"
+    }
+
     /// The earliest token expiry among joined channels.
     public var nextExpiry: Date? { channels.values.compactMap(\.expiresAt).min() }
 
     // MARK: - Join
 
-    private mutating func join(_ message: PhoenixMessage, token: TokenCheck?, topicAccess: Bool?) -> [Action] {
+    private mutating func join(_ message: PhoenixMessage, token: TokenCheck?, rights: TopicRights?) -> [Action] {
         guard message.topic.hasPrefix("realtime:") else {
             return [reply(message, status: "error", response: .object(["reason": "unmatched topic"]))]
         }
@@ -248,11 +330,25 @@ public struct RealtimeSession: Sendable {
         guard !name.isEmpty else {
             return [reply(message, status: "error", response: .object(["reason": "TopicNameRequired: You must provide a topic name"]))]
         }
+        guard name.utf8.count <= TopicRules.maxTopicBytes else {
+            return [
+                reply(
+                    message, status: "error",
+                    response: .object(["reason": .string("TopicNameTooLong: a topic name may be at most \(TopicRules.maxTopicBytes) bytes")]))
+            ]
+        }
         let config: JoinConfig
         do {
             config = try JoinConfig.parse(message.payload)
         } catch {
             return [reply(message, status: "error", response: .object(["reason": .string("InvalidJoinPayload: \(error.message)")]))]
+        }
+        guard config.presenceKey.utf8.count <= limits.maxPresenceKeyBytes else {
+            return [
+                reply(
+                    message, status: "error",
+                    response: .object(["reason": .string("InvalidJoinPayload: a presence key may be at most \(limits.maxPresenceKeyBytes) bytes")]))
+            ]
         }
         let viewer: Viewer
         let expiresAt: Date?
@@ -274,11 +370,22 @@ public struct RealtimeSession: Sendable {
                 .limitHit(.channels), reply(message, status: "error", response: .object(["reason": "ChannelRateLimitReached: Too many channels"])),
             ]
         }
-        if config.isPrivate && topicAccess != true {
+        // a private join needs the edge's decision; a public one is refused on a topic that is private
+        let granted = rights ?? (config.isPrivate ? .none : .publicTopic(name))
+        if config.isPrivate && !granted.mayJoin {
             return actions + [
                 reply(
                     message, status: "error",
                     response: .object(["reason": .string("Unauthorized: You do not have permissions to read from this Channel topic: \(name)")]))
+            ]
+        }
+        if !config.isPrivate && (!granted.mayJoin || TopicRules.isPrivateOnly(name)) {
+            return actions + [
+                reply(
+                    message, status: "error",
+                    response: .object([
+                        "reason": .string("PrivateOnly: \(name) is a private topic; join it with config.private = true and a token that may read it")
+                    ]))
             ]
         }
 
@@ -295,9 +402,25 @@ public struct RealtimeSession: Sendable {
             case .failure(let refusal): errors.append(refusal.message)
             }
         }
+        let patterns = subscriptions.reduce(0) { sum, subscription in
+            sum + subscription.filter.conditions.filter { [.like, .ilike, .match, .imatch].contains($0.op) }.count
+        }
+        let patternsInUse = channels.values.reduce(0) { $0 + $1.patternConditions }
+        guard patternsInUse + patterns <= limits.maxPatternConditions else {
+            return actions + [
+                .limitHit(.patternFilters),
+                reply(
+                    message, status: "error",
+                    response: .object([
+                        "reason": .string(
+                            "TooManyPatternFilters: a socket may use at most \(limits.maxPatternConditions) like, ilike, match and imatch conditions in all its channels"
+                        )
+                    ])),
+            ]
+        }
         channels[message.topic] = Channel(
             joinRef: message.joinRef, isPrivate: config.isPrivate, broadcastAck: config.broadcastAck, presenceKey: config.presenceKey,
-            viewer: viewer, expiresAt: expiresAt)
+            viewer: viewer, expiresAt: expiresAt, rights: granted, patternConditions: patterns)
         actions.append(
             reply(message, status: "ok", response: .object(["postgres_changes": .array(config.bindings.map(\.echo))])))
         actions.append(

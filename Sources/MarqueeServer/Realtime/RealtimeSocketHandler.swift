@@ -47,6 +47,18 @@ final class RealtimeSocketHandler: ChannelInboundHandler, RemovableChannelHandle
 
     /// Frames held while an earlier one is handled past which the socket stops reading until they are done.
     static let maxWaitingFrames = 64
+    /// Text frames at least this long are decoded off the event loop, so one socket's large frames do not hold up the
+    /// other sockets of its loop.
+    static let offLoopDecodeBytes = 16 * 1024
+
+    /// Why reading is paused (reading goes on when there is no reason left).
+    struct ReadPause: OptionSet {
+        let rawValue: UInt8
+        /// Too many frames wait for an earlier one.
+        static let waiting = ReadPause(rawValue: 1)
+        /// The socket spent its inbound byte budget; reading resumes when it is paid back.
+        static let budget = ReadPause(rawValue: 2)
+    }
     /// How long a client has to answer a close frame before the connection is closed anyway.
     static let closeGracePeriod = TimeAmount.seconds(2)
 
@@ -60,8 +72,14 @@ final class RealtimeSocketHandler: ChannelInboundHandler, RemovableChannelHandle
     private var busy = false
     /// (An array: empty, it allocates nothing, which matters for thousands of idle sockets.)
     private var waiting: [Inbound] = []
-    private var readingPaused = false
+    private var readPauses: ReadPause = []
     private var closeReason = "client closed"
+    /// Bytes per second the client may send (its frames are decoded and handled at the server's cost).
+    private var inboundBudget: TokenBucket
+    /// When the earliest token of a joined channel expires, and the timer set for it.
+    private var expiryTimer: (at: Date, task: Scheduled<Void>)?
+    /// Lets unreadable-frame lines through at most every 10 s per socket.
+    private var lastBadFrameLog: NIODeadline?
     /// The admitted socket's, kept for the log line when the socket is gone.
     private var admitted: Admitted?
 
@@ -69,6 +87,9 @@ final class RealtimeSocketHandler: ChannelInboundHandler, RemovableChannelHandle
         self.gateway = gateway
         self.request = request
         self.id = gateway.makeConnectionID()
+        let configuration = gateway.configuration
+        self.inboundBudget = TokenBucket(
+            rate: configuration.inboundBytesPerSecond, burst: max(configuration.inboundBytesPerSecond, Double(configuration.maxFrameBytes)))
     }
 
     private var logger: Logger {
@@ -124,7 +145,7 @@ final class RealtimeSocketHandler: ChannelInboundHandler, RemovableChannelHandle
         let sink = SocketSink(loop: gateway.loopWriters.writer(for: context.eventLoop))
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         sink.onClose.value = { code, reason in handler.value.close(code: code, reason: reason, why: "server closed (\(code)): \(reason)") }
-        let outbox = Outbox(capacity: configuration.outboxCapacity, sink: sink)
+        let outbox = Outbox(capacity: configuration.outboxCapacity, maxBytes: configuration.outboxBytes, sink: sink)
         let connection = ConnectionHandle(id: id, serializer: request.serializer, outbox: outbox)
         do {
             try context.pipeline.syncOperations.addHandler(FrameWriteHandler(outbox: outbox), position: .first)
@@ -154,9 +175,9 @@ final class RealtimeSocketHandler: ChannelInboundHandler, RemovableChannelHandle
                 close(code: 1007, reason: "invalid UTF-8 in a text frame", why: "read failed: invalid UTF-8")
                 return
             }
-            accept(.text(text))
+            accept(.text(text), bytes: frame.length)
         case .binary:
-            accept(.binary(Array(frame.unmaskedData.readableBytesView)))
+            accept(.binary(Array(frame.unmaskedData.readableBytesView)), bytes: frame.length)
         case .ping:
             if case .closed = phase { return }
             context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
@@ -182,84 +203,158 @@ final class RealtimeSocketHandler: ChannelInboundHandler, RemovableChannelHandle
         }
     }
 
-    private func accept(_ inbound: Inbound) {
+    private func accept(_ inbound: Inbound, bytes: Int) {
         switch phase {
         case .connecting, .open: break
         case .closing, .closed: return
         }
         gateway.hub.metrics.framesIn.increment()
+        let wait = inboundBudget.spend(Double(bytes), now: ProcessInfo.processInfo.systemUptime)
+        if wait > 0, !readPauses.contains(.budget), let context {
+            // the client sends faster than its budget: stop reading until it is paid back (TCP holds the rest)
+            if case .open(let admitted) = phase { gateway.recordLimit(.inboundBytes, client: admitted.client, logger: logger) }
+            pauseReading(.budget)
+            let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+            context.eventLoop.scheduleTask(in: .milliseconds(Int64((wait * 1000).rounded(.up)))) { handler.value.resumeReading(.budget) }
+        }
         if busy || !waiting.isEmpty {
             waiting.append(inbound)
-            if waiting.count >= Self.maxWaitingFrames { setReading(false) }
+            if waiting.count >= Self.maxWaitingFrames { pauseReading(.waiting) }
             return
         }
         handle(inbound)
     }
 
-    /// Handles one data frame: at once, or by starting the task that does its waiting (then ``busy`` is set).
+    /// Handles one data frame: at once, or by starting the task that does its waiting (then ``busy`` is set). A large
+    /// frame is decoded off the loop first.
     private func handle(_ inbound: Inbound) {
         guard case .open(let admitted) = phase, let context else { return }
         let connection = admitted.connection
-        let message: PhoenixMessage
-        do {
-            switch inbound {
-            case .text(let text): message = try connection.serializer.decode(text)
-            case .binary(let bytes): message = try PhoenixSerializer.decodeBinaryBroadcast(bytes)
+        if case .text(let text) = inbound, text.utf8.count >= Self.offLoopDecodeBytes {
+            let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let bytes = text.utf8.count
+            runStep(connection: connection, client: admitted.client) { loop in
+                let decoded = Result { () throws(FrameError) -> PhoenixMessage in try connection.serializer.decode(text) }
+                let next = try? await loop.submit { handler.value.take(decoded, bytes: bytes) }.get()
+                return await next?(loop) ?? []
             }
-        } catch {
+            return
+        }
+        let decoded: Result<PhoenixMessage, FrameError>
+        switch inbound {
+        case .text(let text): decoded = Result { () throws(FrameError) -> PhoenixMessage in try connection.serializer.decode(text) }
+        case .binary(let bytes): decoded = Result { () throws(FrameError) -> PhoenixMessage in try PhoenixSerializer.decodeBinaryBroadcast(bytes) }
+        }
+        let bytes: Int
+        switch inbound {
+        case .text(let text): bytes = text.utf8.count
+        case .binary(let data): bytes = data.count
+        }
+        if let work = take(decoded, bytes: bytes) { runStep(connection: connection, client: admitted.client, work) }
+    }
+
+    /// On the loop, a decoded frame (or why it could not be): handled at once, or the work that must wait (a join's
+    /// checks, a snapshot) returned to run as a step.
+    private func take(
+        _ decoded: Result<PhoenixMessage, FrameError>, bytes: Int
+    ) -> (@Sendable (any EventLoop) async -> [RealtimeSession.Action])? {
+        guard case .open(let admitted) = phase, let context else { return nil }
+        let connection = admitted.connection
+        let message: PhoenixMessage
+        switch decoded {
+        case .success(let decodedMessage): message = decodedMessage
+        case .failure(let error):
             gateway.hub.metrics.badFrames.increment()
-            let reason = error.message
-            logger.debug("bad frame", metadata: ["error": "\(reason)"])
+            // unreadable frames count against the message rate; past it they are dropped without an answer
+            guard admitted.session.takeUnreadableFrame() else {
+                gateway.recordLimit(.messages, client: admitted.client, logger: logger)
+                return nil
+            }
+            let now = NIODeadline.now()
+            if lastBadFrameLog.map({ now - $0 >= .seconds(10) }) ?? true {
+                lastBadFrameLog = now
+                logger.info("unreadable frame", metadata: ["error": "\(LogText.escape(error.message))"])
+            }
             connection.outbox.enqueue(
                 .text(
                     connection.serializer.encode(
                         PhoenixMessage(
                             topic: "phoenix", event: "phx_reply",
-                            payload: .object(["status": "error", "response": .object(["reason": .string(reason)])])
+                            payload: .object(["status": "error", "response": .object(["reason": .string(error.message)])])
                         ))))
-            return
+            return nil
         }
         let token = RealtimeSession.tokenToCheck(message)
-        guard message.event == "phx_join" || token != nil else {
+        guard message.event == "phx_join" || message.event == "access_token" else {
             let now = Date()
-            let actions = admitted.session.receive(message, now: now) + admitted.session.expireTokens(now: now)
+            let actions = admitted.session.receive(message, frameBytes: bytes, now: now)
+            armExpiry()
             let rest = gateway.performNow(actions[...], connection: connection, client: admitted.client, logger: logger)
-            if !rest.isEmpty { runStep(connection: connection, client: admitted.client) { _ in Array(rest) } }
-            return
+            if rest.isEmpty { return nil }
+            return { _ in Array(rest) }
         }
-        // the token and the topic's access are checked first, off the loop; the session then takes the frame here
+        // the token and the topic's rights are checked first, off the loop; the session then takes the frame here
         let session = admitted.session  // no other frame is handled until this one is done
         let gateway = self.gateway
         let logger = self.logger
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        runStep(connection: connection, client: admitted.client) { loop in
+        return { loop in
             let check = if let token { await gateway.check(token) } else { TokenCheck?.none }
-            var access: Bool?
-            if let (topic, viewer) = session.privateTopicToCheck(message, token: check) {
-                switch await gateway.access(topic: topic, viewer: viewer, logger: logger) {
-                case .decided(let allowed):
-                    access = allowed
+            var rights: TopicRights?
+            if let question = session.topicToCheck(message, token: check) {
+                switch await gateway.access(question, logger: logger) {
+                case .decided(let decided):
+                    rights = decided
                 case .unavailable(let reason) where message.event == "phx_join":
                     // the join cannot be decided now: refuse it with a reason the client can retry on
                     gateway.refuse(message, reason: reason, connection: connection, logger: logger)
                     return []
                 case .unavailable:
-                    access = false  // a token refresh on a private channel keeps failing closed
+                    rights = TopicRights.none  // a token refresh on a private channel keeps failing closed
                 }
             }
-            let decided = access
-            let rest = try? await loop.submit { handler.value.receive(message, token: check, access: decided) }.get()
+            let decided = rights
+            let rest = try? await loop.submit { handler.value.receive(message, token: check, rights: decided, bytes: bytes) }.get()
             return rest ?? []
         }
     }
 
     /// On the loop, for a frame whose checks are done: the session's actions, performed up to the first that waits.
-    private func receive(_ message: PhoenixMessage, token: TokenCheck?, access: Bool?) -> [RealtimeSession.Action] {
+    private func receive(_ message: PhoenixMessage, token: TokenCheck?, rights: TopicRights?, bytes: Int) -> [RealtimeSession.Action] {
         guard case .open(let admitted) = phase else { return [] }
         let now = Date()
         let actions =
-            admitted.session.receive(message, token: token, topicAccess: access, now: now) + admitted.session.expireTokens(now: now)
+            admitted.session.receive(message, token: token, rights: rights, frameBytes: bytes, now: now) + admitted.session.expireTokens(now: now)
+        armExpiry()
         return Array(gateway.performNow(actions[...], connection: admitted.connection, client: admitted.client, logger: logger))
+    }
+
+    // MARK: Token expiry
+
+    /// Sets a timer for the earliest token expiry of the joined channels, so that a channel whose token expires is
+    /// closed within moments of `exp`, whether or not the client sends anything.
+    private func armExpiry() {
+        guard case .open(let admitted) = phase, let context else { return }
+        let next = admitted.session.nextExpiry
+        if let current = expiryTimer, current.at == next { return }
+        expiryTimer?.task.cancel()
+        expiryTimer = nil
+        guard let next else { return }
+        let delay = max(0, next.timeIntervalSinceNow)
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let task = context.eventLoop.scheduleTask(in: .milliseconds(Int64((delay * 1000).rounded(.up)) + 1)) {
+            handler.value.expiryTimerFired()
+        }
+        expiryTimer = (next, task)
+    }
+
+    private func expiryTimerFired() {
+        expiryTimer = nil
+        guard case .open(let admitted) = phase else { return }
+        let actions = admitted.session.expireTokens(now: Date())
+        let rest = gateway.performNow(actions[...], connection: admitted.connection, client: admitted.client, logger: logger)
+        if !rest.isEmpty { runStep(connection: admitted.connection, client: admitted.client) { _ in Array(rest) } }
+        armExpiry()
     }
 
     /// Runs `work` as a task, then the actions it returns, while the socket's later frames wait; then goes on with them.
@@ -282,14 +377,22 @@ final class RealtimeSocketHandler: ChannelInboundHandler, RemovableChannelHandle
     private func stepEnded() {
         busy = false
         while !busy, !waiting.isEmpty { handle(waiting.removeFirst()) }
-        if readingPaused && waiting.count < Self.maxWaitingFrames / 2 { setReading(true) }
+        if readPauses.contains(.waiting) && waiting.count < Self.maxWaitingFrames / 2 { resumeReading(.waiting) }
     }
 
-    private func setReading(_ on: Bool) {
-        guard readingPaused == on, let context else { return }
-        readingPaused = !on
-        try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: on)
-        if on { context.read() }
+    private func pauseReading(_ reason: ReadPause) {
+        guard let context else { return }
+        let wasReading = readPauses.isEmpty
+        readPauses.insert(reason)
+        if wasReading { try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false) }
+    }
+
+    private func resumeReading(_ reason: ReadPause) {
+        guard readPauses.contains(reason), let context else { return }
+        readPauses.remove(reason)
+        guard readPauses.isEmpty else { return }
+        try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
+        context.read()
     }
 
     // MARK: Closing
@@ -305,8 +408,10 @@ final class RealtimeSocketHandler: ChannelInboundHandler, RemovableChannelHandle
         phase = .closing
         closeReason = why
         waiting.removeAll()
+        expiryTimer?.task.cancel()
+        expiryTimer = nil
         if let admitted { admitted.connection.outbox.finish() }
-        logger.notice("closing realtime socket", metadata: ["reason": "\(reason)", "code": "\(code)"])
+        logger.notice("closing realtime socket", metadata: ["reason": "\(LogText.escape(reason))", "code": "\(code)"])
         let text = reason.utf8.count <= 123 ? reason : String(decoding: reason.utf8.prefix(123), as: UTF8.self)
         var data = context.channel.allocator.buffer(capacity: 2 + text.utf8.count)
         data.writeInteger(code)
@@ -346,6 +451,8 @@ final class RealtimeSocketHandler: ChannelInboundHandler, RemovableChannelHandle
     func channelInactive(context: ChannelHandlerContext) {
         phase = .closed
         waiting.removeAll()
+        expiryTimer?.task.cancel()
+        expiryTimer = nil
         if let admitted {
             admitted.connection.outbox.finish()
             admitted.connection.outbox.sink?.onClose.value = nil  // the sink's callback holds this handler
@@ -353,7 +460,8 @@ final class RealtimeSocketHandler: ChannelInboundHandler, RemovableChannelHandle
             gateway.hub.release(keys: admitted.keys)
             let elapsed = (ContinuousClock.now - admitted.started).components
             let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
-            logger.info("realtime disconnected", metadata: ["duration": "\(String(format: "%.3f", seconds))", "reason": "\(closeReason)"])
+            logger.info(
+                "realtime disconnected", metadata: ["duration": "\(String(format: "%.3f", seconds))", "reason": "\(LogText.escape(closeReason))"])
         }
         context.fireChannelInactive()
     }
