@@ -124,25 +124,33 @@ public final class ConnectionBudget: Sendable {
             case shed([Int: Connection])
         }
         let limits = self.limits
-        let step = state.withLock { state -> Step in
-            if !exempt, state.perAddress[address, default: 0] >= limits.maxPerAddress { return .done(.refused(.perAddress)) }
-            if state.total < limits.maxConnections { return .done(.admitted(state.insert(address: address, channel: channel, now: now))) }
-            if let last = state.fruitlessScanAt, now.uptimeNanoseconds &- last < Self.rescanDelay { return .done(.refused(.full)) }
-            return .shed(state.http)  // a copy on write: the scan runs outside the lock
-        }
-        let admission: Admission
+        var admission: Admission = .refused(.full)
         var shed: [Connection] = []
-        switch step {
-        case .done(let result):
-            admission = result
-        case .shed(let candidates):
-            let victims = Self.oldestIdle(candidates.values, count: limits.batch)
-            admission = state.withLock { state -> Admission in
-                for victim in victims where !victim.isBusy && state.remove(victim) { shed.append(victim) }
-                state.fruitlessScanAt = shed.isEmpty ? now.uptimeNanoseconds : nil
-                if !exempt, state.perAddress[address, default: 0] >= limits.maxPerAddress { return .refused(.perAddress) }
-                guard state.total < limits.maxConnections else { return .refused(.full) }
-                return .admitted(state.insert(address: address, channel: channel, now: now))
+        // another loop's scan may take the same victims first: then look again (its room may be taken by then too)
+        attempts: for _ in 0..<3 {
+            let step = state.withLock { state -> Step in
+                if !exempt, state.perAddress[address, default: 0] >= limits.maxPerAddress { return .done(.refused(.perAddress)) }
+                if state.total < limits.maxConnections { return .done(.admitted(state.insert(address: address, channel: channel, now: now))) }
+                if let last = state.fruitlessScanAt, now.uptimeNanoseconds &- last < Self.rescanDelay { return .done(.refused(.full)) }
+                return .shed(state.http)  // a copy on write: the scan runs outside the lock
+            }
+            switch step {
+            case .done(let result):
+                admission = result
+                break attempts
+            case .shed(let candidates):
+                let victims = Self.oldestIdle(candidates.values, count: limits.batch)
+                let result = state.withLock { state -> Admission? in
+                    for victim in victims where !victim.isBusy && state.remove(victim) { shed.append(victim) }
+                    if victims.isEmpty { state.fruitlessScanAt = now.uptimeNanoseconds }
+                    if !exempt, state.perAddress[address, default: 0] >= limits.maxPerAddress { return .refused(.perAddress) }
+                    if state.total < limits.maxConnections { return .admitted(state.insert(address: address, channel: channel, now: now)) }
+                    return victims.isEmpty ? .refused(.full) : nil
+                }
+                if let result {
+                    admission = result
+                    break attempts
+                }
             }
         }
         for victim in shed { victim.channel.close(promise: nil) }
