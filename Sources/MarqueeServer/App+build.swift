@@ -68,21 +68,24 @@ public func buildApplication(
     var gatewayConfiguration = RealtimeGateway.Configuration()
     gatewayConfiguration.maxFrameBytes = config.limits.maxFrameBytes
     gatewayConfiguration.maxConnectionsPerIP = config.limits.maxConnectionsPerIP
-    // one budget of TCP connections, HTTP and WebSocket together, below the open-file limit (running out of descriptors
-    // would abort the process)
+    // one budget of TCP connections, HTTP and WebSocket together, below the open-file limit: running out of descriptors
+    // aborts the process (libdispatch's worker-pool monitor traps when it cannot open /proc/<tid>/stat), so
+    // MARQUEE_MAX_CONNECTIONS may lower the budget but not raise it past what the limit leaves
     let descriptors = FileLimit.raiseToMaximum()
-    let maxConnections = config.limits.maxConnections ?? descriptors.map(FileLimit.socketBudget(descriptors:)) ?? Int.max
+    let safeConnections = descriptors.map(FileLimit.socketBudget(descriptors:)) ?? Int.max
+    var maxConnections = config.limits.maxConnections ?? safeConnections
+    if maxConnections > safeConnections {
+        logger.warning(
+            "MARQUEE_MAX_CONNECTIONS is above what the open-file limit leaves for connections; raise the limit (ulimit -n, LimitNOFILE) to hold more",
+            metadata: ["asked": "\(maxConnections)", "max_connections": "\(safeConnections)", "open_files": "\(descriptors ?? 0)"])
+        maxConnections = safeConnections
+    }
     logger.info(
         "connection limit",
         metadata: [
             "max_connections": "\(maxConnections)", "open_files": "\(descriptors.map { String($0) } ?? "unknown")",
             "per_ip": "\(config.limits.maxConnectionsPerIP)",
         ])
-    if let descriptors, maxConnections > FileLimit.socketBudget(descriptors: descriptors) {
-        logger.warning(
-            "MARQUEE_MAX_CONNECTIONS is above what the open-file limit leaves for connections; running out of descriptors aborts the process",
-            metadata: ["max_connections": "\(maxConnections)", "open_files": "\(descriptors)"])
-    }
     gatewayConfiguration.maxConnections = maxConnections
     gatewayConfiguration.maxConnectionsPerUser = config.limits.maxConnectionsPerUser
     gatewayConfiguration.limits.maxChannels = config.limits.maxChannelsPerConnection

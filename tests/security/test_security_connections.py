@@ -395,9 +395,9 @@ class Inbox:
 class FloodWorker:
     """tests/security/idle_flood.py in its own process (one process holds at most its open-file limit of sockets)."""
 
-    def __init__(self, port, sources):
+    def __init__(self, port, sources, per_source=PER_SOURCE, rate=FLOOD_RATE / WORKERS):
         self.process = subprocess.Popen([sys.executable, os.path.join(HERE, "idle_flood.py"), "127.0.0.1", str(port),
-                                         str(PER_SOURCE), str(FLOOD_RATE / WORKERS), *sources],
+                                         str(per_source), str(rate), *sources],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.lines = queue.Queue()
         threading.Thread(target=lambda: [self.lines.put(json.loads(line)) for line in self.process.stdout], daemon=True).start()
@@ -555,3 +555,27 @@ def test_twenty_thousand_idle_connections_are_shed_and_timed_out_while_a_subscri
         server.stop()
     traps = [line for line in server.output if "Signal" in line or "Fatal error" in line]
     assert not traps, traps
+
+
+def test_a_connection_limit_above_the_open_file_limit_is_capped_so_a_flood_cannot_exhaust_descriptors(database):
+    """Out of descriptors, libdispatch aborts the process (its worker-pool monitor cannot open /proc/<tid>/stat):
+    MARQUEE_MAX_CONNECTIONS may lower the budget but not raise it past what the open-file limit leaves."""
+    server = start_server(database.url, env={"MARQUEE_MAX_CONNECTIONS": "100000", "MARQUEE_MAX_CONNECTIONS_PER_IP": "100000"},
+                          max_open_files=300)
+    worker = None
+    try:
+        server.wait_for_output(r"asked=100000 max_connections=44 open_files=300")
+        worker = FloodWorker(server.port, ["127.0.0.60", "127.0.0.61"], per_source=500, rate=0)
+        deadline = time.monotonic() + 30
+        while not worker.poll_connected():
+            assert time.monotonic() < deadline, "the flood did not finish connecting"
+            assert httpx.get(server.base_url + "/healthz", timeout=20).status_code == 200
+        # the server sheds to keep its 44: it lives, answers, and is left with what it had
+        while metric(server, "marquee_connections_shed_total") < 500:
+            assert time.monotonic() < deadline, "the flood was not shed"
+        assert httpx.get(server.base_url + "/healthz", timeout=20).status_code == 200
+        assert_no_trap(server)
+    finally:
+        if worker:
+            worker.stop()
+        server.stop()
