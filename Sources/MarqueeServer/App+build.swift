@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import MarqueeCore
 import NIOCore
@@ -67,13 +68,25 @@ public func buildApplication(
     var gatewayConfiguration = RealtimeGateway.Configuration()
     gatewayConfiguration.maxFrameBytes = config.limits.maxFrameBytes
     gatewayConfiguration.maxConnectionsPerIP = config.limits.maxConnectionsPerIP
-    if let maxConnections = config.limits.maxConnections {
-        gatewayConfiguration.maxConnections = maxConnections
-    } else if let descriptors = FileLimit.raiseToMaximum() {
-        gatewayConfiguration.maxConnections = FileLimit.socketBudget(descriptors: descriptors)
-        logger.info(
-            "realtime connection limit", metadata: ["max_connections": "\(gatewayConfiguration.maxConnections)", "open_files": "\(descriptors)"])
+    // one budget of TCP connections, HTTP and WebSocket together, below the open-file limit: running out of descriptors
+    // aborts the process (libdispatch's worker-pool monitor traps when it cannot open /proc/<tid>/stat), so
+    // MARQUEE_MAX_CONNECTIONS may lower the budget but not raise it past what the limit leaves
+    let descriptors = FileLimit.raiseToMaximum()
+    let safeConnections = descriptors.map(FileLimit.socketBudget(descriptors:)) ?? Int.max
+    var maxConnections = config.limits.maxConnections ?? safeConnections
+    if maxConnections > safeConnections {
+        logger.warning(
+            "MARQUEE_MAX_CONNECTIONS is above what the open-file limit leaves for connections; raise the limit (ulimit -n, LimitNOFILE) to hold more",
+            metadata: ["asked": "\(maxConnections)", "max_connections": "\(safeConnections)", "open_files": "\(descriptors ?? 0)"])
+        maxConnections = safeConnections
     }
+    logger.info(
+        "connection limit",
+        metadata: [
+            "max_connections": "\(maxConnections)", "open_files": "\(descriptors.map { String($0) } ?? "unknown")",
+            "per_ip": "\(config.limits.maxConnectionsPerIP)",
+        ])
+    gatewayConfiguration.maxConnections = maxConnections
     gatewayConfiguration.maxConnectionsPerUser = config.limits.maxConnectionsPerUser
     gatewayConfiguration.limits.maxChannels = config.limits.maxChannelsPerConnection
     gatewayConfiguration.limits.joinsPerSecond = config.limits.joinsPerSecond
@@ -96,11 +109,23 @@ public func buildApplication(
         metrics: metrics, webMetrics: WebMetrics(registry: metrics), analytics: analytics, httpMetrics: HTTPMetrics(registry: metrics),
         databaseDeadline: deadline)
 
+    if !config.limits.trustedProxies.isEmpty {
+        logger.info("trusted proxies", metadata: ["blocks": "\(config.limits.trustedProxies)"])
+    }
+    await FileLimit.prepareRuntimeTimers()
     let router = buildRouter(dependencies)
     var app = Application(
         router: router,
-        server: RealtimeServerChannel.builder(gateway: dependencies.gateway),
-        configuration: .init(address: .hostname(config.host, port: config.port), serverName: "marquee"),
+        server: RealtimeServerChannel.builder(
+            gateway: dependencies.gateway, http1: HTTP1Channel.Configuration(idleTimeout: TimeAmount(config.limits.httpIdleTimeout)),
+            connections: RealtimeServerChannel.Connections(
+                budget: ConnectionBudget(
+                    limits: .init(maxConnections: maxConnections, maxPerAddress: config.limits.maxConnectionsPerIP),
+                    metrics: ConnectionMetrics(registry: metrics)),
+                trustedProxies: config.limits.trustedProxies, requestHeadTimeout: TimeAmount(config.limits.requestHeadTimeout))),
+        // a queue of connections waiting to be accepted deep enough for an on-sale's burst of browsers (the kernel caps
+        // it at net.core.somaxconn); Hummingbird's default of 256 drops the rest of a burst until clients retry
+        configuration: .init(address: .hostname(config.host, port: config.port), serverName: "marquee", backlog: 4096),
         onServerRunning: onServerRunning,
         logger: logger)
     if let embedded { app.addServices(EmbeddedPostgresService(embedded)) }
@@ -124,6 +149,7 @@ public func buildApplication(
 
 public func buildRouter(_ dependencies: AppDependencies) -> Router<MarqueeRequestContext> {
     let router = Router(context: MarqueeRequestContext.self)
+    router.add(middleware: ClientAddressMiddleware(trustedProxies: dependencies.config.limits.trustedProxies))
     router.add(middleware: HTTPMetricsMiddleware(metrics: dependencies.httpMetrics))
     router.add(middleware: ErrorMiddleware(metrics: dependencies.hub.metrics))
     let auth = Authenticator(authority: dependencies.authority)

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MarqueeCore
 
 /// Everything `marquee serve` needs; flags win over the environment.
 public struct MarqueeConfig: Sendable {
@@ -32,10 +33,18 @@ public struct MarqueeConfig: Sendable {
         public var maxChannelsPerConnection = 100
         public var joinsPerSecond = 10.0
         public var messagesPerSecond = 100.0
-        /// Realtime sockets open at once, in all; nil: derived from the open-file limit at start
+        /// TCP connections open at once, HTTP and WebSocket together; nil: derived from the open-file limit at start
         /// (``FileLimit/socketBudget(descriptors:)``).
         public var maxConnections: Int?
+        /// TCP connections open at once from one address, HTTP and WebSocket together (trusted proxies are exempt), and
+        /// realtime sockets per client address (behind a trusted proxy, the forwarded one).
         public var maxConnectionsPerIP = 1000
+        /// How long a new connection may take to send its first request head (`MARQUEE_REQUEST_HEAD_TIMEOUT_SECONDS`).
+        public var requestHeadTimeout: Duration = .seconds(10)
+        /// How long an HTTP connection may stay idle between requests (`MARQUEE_HTTP_IDLE_TIMEOUT_SECONDS`).
+        public var httpIdleTimeout: Duration = .seconds(60)
+        /// Proxies whose `X-Forwarded-For` / `Forwarded` headers name the client (`MARQUEE_TRUSTED_PROXIES`).
+        public var trustedProxies = TrustedProxies.none
         public var maxConnectionsPerUser = 20
         public var broadcastsPerSecondPerTopic = 100.0
         public var maxFrameBytes = 1 << 20
@@ -90,11 +99,26 @@ public struct MarqueeConfig: Sendable {
             apply(value)
         }
         try number("MARQUEE_DATABASE_TIMEOUT_SECONDS") { config.databaseTimeout = .milliseconds(Int(($0 * 1000).rounded(.up))) }
+        try number("MARQUEE_REQUEST_HEAD_TIMEOUT_SECONDS") { config.limits.requestHeadTimeout = .milliseconds(Int(($0 * 1000).rounded(.up))) }
+        try number("MARQUEE_HTTP_IDLE_TIMEOUT_SECONDS") { config.limits.httpIdleTimeout = .milliseconds(Int(($0 * 1000).rounded(.up))) }
+        if let text = environment["MARQUEE_TRUSTED_PROXIES"] {
+            do {
+                config.limits.trustedProxies = try TrustedProxies(parsing: text)
+            } catch {
+                throw ConfigError(
+                    message: "MARQUEE_TRUSTED_PROXIES must be a comma-separated list of CIDR blocks such as 10.0.0.0/8,::1/128: \(error)")
+            }
+        }
         try number("MARQUEE_MAX_CHANNELS") { config.limits.maxChannelsPerConnection = Int($0) }
         try number("MARQUEE_JOINS_PER_SECOND") { config.limits.joinsPerSecond = $0 }
         try number("MARQUEE_MESSAGES_PER_SECOND") { config.limits.messagesPerSecond = $0 }
-        try number("MARQUEE_MAX_CONNECTIONS") { config.limits.maxConnections = Int($0) }
-        try number("MARQUEE_MAX_CONNECTIONS_PER_IP") { config.limits.maxConnectionsPerIP = Int($0) }
+        func count(_ name: String, _ apply: (Int) -> Void) throws {
+            guard let text = environment[name] else { return }
+            guard let value = Int(text), value > 0 else { throw ConfigError(message: "\(name) must be a whole number above 0, not '\(text)'") }
+            apply(value)
+        }
+        try count("MARQUEE_MAX_CONNECTIONS") { config.limits.maxConnections = $0 }
+        try count("MARQUEE_MAX_CONNECTIONS_PER_IP") { config.limits.maxConnectionsPerIP = $0 }
         try number("MARQUEE_MAX_CONNECTIONS_PER_USER") { config.limits.maxConnectionsPerUser = Int($0) }
         try number("MARQUEE_BROADCASTS_PER_SECOND") { config.limits.broadcastsPerSecondPerTopic = $0 }
         try number("MARQUEE_MAX_FRAME_BYTES") { config.limits.maxFrameBytes = Int($0) }

@@ -126,6 +126,12 @@ public enum MetricCatalog {
         ("marquee_change_feed_wal_behind_bytes", "WAL written since the last position the feed handed on."),
         ("marquee_change_feed_last_commit_age_seconds", "Age of the newest change handed on."),
         ("marquee_database_up", "Whether the database answered within a second."),
+        // connections (HTTP and WebSocket)
+        ("marquee_connections_open", "Open TCP connections, HTTP and WebSocket together."),
+        ("marquee_connections_refused_total", "Connections closed at accept, by reason (per_address, server_full)."),
+        ("marquee_connections_shed_total", "Idle HTTP connections closed to make room for new ones."),
+        ("marquee_connections_head_timeouts_total", "Connections closed because their first request head did not arrive in time."),
+        ("marquee_http_malformed_requests_total", "Requests that could not be parsed, by the status they were answered with."),
         // HTTP and pages
         ("marquee_http_requests_total", "HTTP requests by method, route and status."),
         ("marquee_http_request_seconds", "Time spent answering HTTP requests, by method, route and status."),

@@ -1,3 +1,5 @@
+import Dispatch
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -21,10 +23,23 @@ public enum FileLimit {
         return limit.rlim_cur == rlim_t.max ? Int.max : Int(clamping: limit.rlim_cur)
     }
 
-    /// How many realtime sockets to accept with `descriptors` available: all but a reserve for the database pool,
-    /// files, HTTP requests and the runtime (a tenth of the limit, at least 256).
+    /// How many connections (HTTP and WebSocket together) to hold with `descriptors` available: all but a reserve for
+    /// the database pool, files, connections being refused and the runtime (a tenth of the limit, at least 256).
     public static func socketBudget(descriptors: Int) -> Int {
         guard descriptors != Int.max else { return Int.max }
         return max(16, descriptors - max(256, descriptors / 10))
+    }
+
+    /// Arms one timer of each clock the runtime's timers use, at start while descriptors are plentiful: libdispatch
+    /// opens a timer descriptor per clock the first time one is armed, and aborts the process when it cannot.
+    public static func prepareRuntimeTimers() async {
+        try? await Task.sleep(for: .milliseconds(1))
+        try? await SuspendingClock().sleep(for: .milliseconds(1))
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().asyncAfter(wallDeadline: .now() + .milliseconds(1)) { done.resume() }
+        }
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(1)) { done.resume() }
+        }
     }
 }
