@@ -102,6 +102,11 @@ public struct ChangeAssembler: Sendable {
     public private(set) var currentOrigin: String?
     /// Upper bound on events buffered for one transaction; exceeding it throws `transactionTooLarge`.
     public var maxPendingEvents: Int
+    /// What is known about user-defined types (domains, composites, arrays of them), for rendering their values.
+    public var catalog: PgTypeCatalog = .builtIn
+    /// User-defined types named by the stream's Type messages that `catalog` does not describe: their values were
+    /// rendered as text. A reader that can re-read the changes (peek) loads the catalog again and starts over.
+    public private(set) var typesMissingFromCatalog: Set<UInt32> = []
 
     public init(maxPendingEvents: Int = Int.max) {
         self.maxPendingEvents = maxPendingEvents
@@ -163,6 +168,7 @@ public struct ChangeAssembler: Sendable {
             return []
         case .type(let type):
             types[type.oid] = type
+            if !catalog.knows(type.oid) { typesMissingFromCatalog.insert(type.oid) }
             return []
         case .message(let logical):
             guard logical.isTransactional else { return [.message(logical)] }
@@ -270,7 +276,7 @@ public struct ChangeAssembler: Sendable {
         entries.reserveCapacity(tuple.count)
         var toasted: [String] = []
         for (column, value) in zip(relation.columns, tuple) where !keysOnly || column.isKey {
-            if let json = PgValueConverter.json(value, typeOID: column.typeOID) {
+            if let json = PgValueConverter.json(value, typeOID: column.typeOID, catalog: catalog) {
                 entries.append((key: column.name, value: json))
             } else {
                 toasted.append(column.name)
