@@ -225,3 +225,30 @@ def test_a_record_decodes_into_typed_models_with_the_realtime_client(forms_serve
         assert update["data"]["record"]["c_date"] == "infinity"
 
     asyncio.run(scenario())
+
+
+def test_types_created_while_the_server_runs_are_rendered_as_to_jsonb_gives(forms_server, database):
+    """A composite and a domain created after the server started: the feed learns them from pg_type when the stream
+    first names them, and reads those changes again, so even the first row is an object and a number, not text."""
+    async def scenario():
+        url = f"{forms_server.ws_url}/realtime/v1/websocket?apikey={make_token(role='anon')}&vsn=1.0.0"
+        async with websockets.connect(url, max_size=None) as ws:
+            socket = Socket(ws)
+            await socket.join("realtime:late", {"postgres_changes": [{"event": "INSERT", "schema": "public", "table": "value_forms"}]})
+            with database.connect() as writer:
+                writer.execute("""
+                    create type value_late as (at timestamptz, amounts numeric[], counts value_count[]);
+                    create domain value_late_count as bigint;
+                    alter table value_forms add column c_late value_late, add column c_late_count value_late_count,
+                        add column c_late_array value_late[]""")
+                writer.execute("""
+                    insert into value_forms (id, c_late, c_late_count, c_late_array)
+                    values (200001, row('2026-12-03 19:52:55.5+02', '{1.50,NULL}', '{7}'), 9007199254740993,
+                            array[row('infinity', '{}', null)::value_late, null])""")
+            [data] = await socket.changes(1)
+            expected = oracle(database)[200001]
+            assert data["record"]["c_late"] == {"at": "2026-12-03T17:52:55.5+00:00", "amounts": [Decimal("1.50"), None], "counts": [7]}
+            assert data["record"]["c_late_count"] == 9007199254740993
+            assert not mismatches(data["record"], expected, "INSERT 200001")
+
+    asyncio.run(scenario())
