@@ -67,14 +67,16 @@ import Testing
         var catalog = PgTypeCatalog()
         let mood: UInt32 = 16_400, moods: UInt32 = 16_399, count: UInt32 = 16_401, pair: UInt32 = 16_403, pairs: UInt32 = 16_402
         let tags: UInt32 = 16_404
-        catalog.add(row: Int64(mood), kind: "t", related: 0, delimiter: "", fieldName: "", fieldType: 0)
-        catalog.add(row: Int64(moods), kind: "a", related: Int64(mood), delimiter: ",", fieldName: "", fieldType: 0)
-        catalog.add(row: Int64(count), kind: "d", related: 23, delimiter: "", fieldName: "", fieldType: 0)
-        catalog.add(row: Int64(tags), kind: "d", related: 1009, delimiter: "", fieldName: "", fieldType: 0)
-        catalog.add(row: Int64(pairs), kind: "a", related: Int64(pair), delimiter: ",", fieldName: "", fieldType: 0)
+        catalog.add(row: Int64(mood), kind: "t", related: 0, text: "", fieldName: "", fieldType: 0)
+        catalog.add(row: Int64(moods), kind: "a", related: Int64(mood), text: ",", fieldName: "", fieldType: 0)
+        catalog.add(row: Int64(count), kind: "d", related: 23, text: "", fieldName: "", fieldType: 0)
+        catalog.add(row: Int64(tags), kind: "d", related: 1009, text: "", fieldName: "", fieldType: 0)
+        catalog.add(row: Int64(pairs), kind: "a", related: Int64(pair), text: ",", fieldName: "", fieldType: 0)
         for (name, type) in [("a", 23), ("b", 25), ("c", 1184), ("d", 3802), ("e", 1231), ("m", Int(mood))] {
-            catalog.add(row: Int64(pair), kind: "c", related: 0, delimiter: "", fieldName: name, fieldType: Int64(type))
+            catalog.add(row: Int64(pair), kind: "c", related: 0, text: "", fieldName: name, fieldType: Int64(type))
         }
+        catalog.add(row: 16_500, kind: "r", related: 0, text: "value_count", fieldName: "c_count", fieldType: Int64(count))
+        #expect(catalog.domainColumns[16_500] == ["c_count": "value_count"])
         #expect(catalog.knows(mood) && catalog.knows(pair) && !catalog.knows(16_500) && catalog.knows(23))
         #expect(text("happy", mood, catalog: catalog) == #""happy""#)
         #expect(text("{happy,NULL,\"with space\"}", moods, catalog: catalog) == #"["happy",null,"with space"]"#)

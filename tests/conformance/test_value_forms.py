@@ -64,12 +64,10 @@ def oracle(database):
 
 
 def column_types(database):
-    """`columns` as Marquee sends them: `pg_type.typname`, except that a domain column is reported by its base type,
-    the type pgoutput's Relation message gives (Supabase, reading pg_attribute, names the domain)."""
+    """`columns` as Supabase sends them: each column's `pg_type.typname` (a domain's own name, too)."""
     with database.connect() as conn:
         return [{"name": name, "type": typname} for name, typname in conn.execute(
-            "select a.attname::text, coalesce(b.typname, t.typname)::text from pg_attribute a join pg_type t on t.oid = a.atttypid "
-            "left join pg_type b on t.typtype = 'd' and b.oid = t.typbasetype "
+            "select a.attname::text, t.typname::text from pg_attribute a join pg_type t on t.oid = a.atttypid "
             "where a.attrelid = 'value_forms'::regclass and a.attnum > 0 and not a.attisdropped order by a.attnum")]
 
 

@@ -257,7 +257,8 @@ public struct ChangeAssembler: Sendable {
             schema: relation.namespace, table: relation.name, kind: kind, commitTimestamp: begin.commitTimestamp,
             commitLSN: begin.finalLSN, xid: begin.xid,
             columns: relation.columns.map {
-                .init(name: $0.name, typeName: typeName(oid: $0.typeOID), typeOID: $0.typeOID, isKey: $0.isKey)
+                let name = catalog.domainColumns[relation.id]?[$0.name] ?? typeName(oid: $0.typeOID)
+                return .init(name: $0.name, typeName: name, typeOID: $0.typeOID, isKey: $0.isKey)
             },
             record: nil, oldRecord: nil, unchangedToastColumns: [])
     }

@@ -30,6 +30,9 @@ public struct PgTypeCatalog: Sendable, Hashable {
 
     /// User-defined types by OID; built-in ones come from `builtIn`.
     public private(set) var userTypes: [UInt32: Kind] = [:]
+    /// The domain names of table columns declared with a domain, by table OID and column name: pgoutput describes such
+    /// a column by its base type, while `columns` should name the type as `pg_attribute` does.
+    public private(set) var domainColumns: [UInt32: [String: String]] = [:]
 
     public init(userTypes: [UInt32: Kind] = [:]) { self.userTypes = userTypes }
 
@@ -47,8 +50,9 @@ public struct PgTypeCatalog: Sendable, Hashable {
     public static let firstUserOID: UInt32 = 16384
 
     /// One row per user-defined type and, for composites, per field (in order): `oid, kind ('a' array, 'd' domain,
-    /// 'c' composite, 't' any other), related type (element or base, else 0), array delimiter, field name, field
-    /// type`. Feed the rows, in order, to `add(row:)`.
+    /// 'c' composite, 't' any other), related type (element or base, else 0), text (an array's delimiter), field name,
+    /// field type`; and one row per table column declared with a domain: `table oid, 'r', 0, the domain's name, the
+    /// column's name, the domain`. Feed the rows, in order, to `add(row:)`.
     public static let query = """
         select t.oid::int8, 'a', t.typelem::int8, t.typdelim::text, '', 0::int8
           from pg_type t where t.oid >= 16384 and t.typelem <> 0 and t.typlen = -1 and t.typtype <> 'd'
@@ -64,13 +68,18 @@ public struct PgTypeCatalog: Sendable, Hashable {
             from pg_type t join pg_attribute a on a.attrelid = t.typrelid
            where t.oid >= 16384 and t.typtype = 'c' and a.attnum > 0 and not a.attisdropped
            order by t.oid, a.attnum) fields
+        union all
+        select a.attrelid::int8, 'r', 0::int8, t.typname::text, a.attname::text, a.atttypid::int8
+          from pg_attribute a join pg_type t on t.oid = a.atttypid join pg_class c on c.oid = a.attrelid
+         where t.typtype = 'd' and c.relkind in ('r', 'p') and a.attnum > 0 and not a.attisdropped
         """
 
     /// Adds one row of `query`'s result.
-    public mutating func add(row oid: Int64, kind: String, related: Int64, delimiter: String, fieldName: String, fieldType: Int64) {
+    public mutating func add(row oid: Int64, kind: String, related: Int64, text: String, fieldName: String, fieldType: Int64) {
         let oid = UInt32(truncatingIfNeeded: oid)
         switch kind {
-        case "a": userTypes[oid] = .array(element: UInt32(truncatingIfNeeded: related), delimiter: delimiter.first ?? ",")
+        case "a": userTypes[oid] = .array(element: UInt32(truncatingIfNeeded: related), delimiter: text.first ?? ",")
+        case "r": domainColumns[oid, default: [:]][fieldName] = text
         case "d": userTypes[oid] = .domain(base: UInt32(truncatingIfNeeded: related))
         case "t": userTypes[oid] = .text
         case "c":

@@ -9,8 +9,8 @@ extension ChangeFeed {
         return try await configuration.deadline.run("reading the database's types", on: connection.watch) {
             var catalog = PgTypeCatalog()
             let rows = try await connection.connection.query(PostgresQuery(unsafeSQL: PgTypeCatalog.query), logger: logger)
-            for try await (oid, kind, related, delimiter, fieldName, fieldType) in rows.decode((Int64, String, Int64, String, String, Int64).self) {
-                catalog.add(row: oid, kind: kind, related: related, delimiter: delimiter, fieldName: fieldName, fieldType: fieldType)
+            for try await (oid, kind, related, text, fieldName, fieldType) in rows.decode((Int64, String, Int64, String, String, Int64).self) {
+                catalog.add(row: oid, kind: kind, related: related, text: text, fieldName: fieldName, fieldType: fieldType)
             }
             return catalog
         }
