@@ -15,6 +15,7 @@ import datetime
 import json
 import os
 import random
+import re
 import subprocess
 from decimal import Decimal
 
@@ -157,6 +158,35 @@ def test_every_value_is_what_to_jsonb_gives(forms_server, database):
             assert not problems, f"seed {seed}: {len(problems)} values differ from to_jsonb:\n" + "\n".join(problems[:40])
 
     asyncio.run(scenario())
+
+
+DOC_NAMES = {"char(n)": "bpchar", "bit": "varbit"}
+DOC_KINDS = {"ranges": "r", "multiranges": "m", "enums": "e", "domains": "d", "composite types": "c"}
+
+
+def test_every_type_the_protocol_doc_lists_is_in_the_oracle_table(database, forms_server):
+    """docs/realtime-protocol.md's table of column values names only types the oracle test above exercises."""
+    with open(os.path.join(ROOT, "docs", "realtime-protocol.md"), encoding="utf-8") as f:
+        doc = f.read()
+    table = doc[doc.index("**Column values.**"):doc.index("Notes:", doc.index("**Column values.**"))]
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and not line.startswith("| type")]
+    with database.connect() as conn:
+        present = conn.execute(
+            "select t.typname::text, t.typtype::text, t.typcategory::text from pg_attribute a join pg_type t on t.oid = a.atttypid "
+            "where a.attrelid = 'value_forms'::regclass and a.attnum > 0 and not a.attisdropped").fetchall()
+    names = {name for name, _, _ in present}
+    kinds = {kind for _, kind, _ in present} | ({"A"} if any(category == "A" for _, _, category in present) else set())
+    missing = []
+    for cell in rows:
+        for name in re.findall(r"`([^`]+)`", cell):
+            if DOC_NAMES.get(name, name) not in names:
+                missing.append(name)
+        for word, kind in DOC_KINDS.items():
+            if word in cell and kind not in kinds:
+                missing.append(word)
+        if cell.startswith("arrays") and "A" not in kinds:
+            missing.append("arrays")
+    assert len(rows) > 15 and not missing, f"the doc lists types the oracle table has no column of: {missing}"
 
 
 class Pair(pydantic.BaseModel):
