@@ -296,6 +296,7 @@ private let uuid = "639f86b1-738b-43ed-bb09-c8d3f3bafa30"
         #expect(try indexKey("a=neq.1,b=in.(1),c=not.eq.1,d=eq.9223372036854775807") == nil)
         #expect(try indexKey(#"j=eq.{"a":1}"#) == ["j", #"{"a":1}"#])
         #expect(try indexKey(#"j=eq."{\"b\":1,\"a\":1}""#) == nil)
+        #expect(try indexKey("t=eq.2026-12-03 19:52:55+00,d=eq.2026-12-03,x=eq.y") == ["x", "y"])
     }
 
     /// For every indexable eq filter and record value: the index agrees with `matches`.
@@ -322,6 +323,7 @@ private let uuid = "639f86b1-738b-43ed-bb09-c8d3f3bafa30"
                 #expect(viaIndex == filter.matches(["c": value]), "eq.\(text) vs \(value): index says \(viaIndex)")
             }
         }
-        #expect(indexed == filterValues.count - 4)  // 42.0, t, 1e3, and 9223372036854775807 (no float holds it)
+        // 42.0, t, 1e3, 9223372036854775807 (no float holds it), and 2024-03-05 (a timestamp of other spellings equals it)
+        #expect(indexed == filterValues.count - 5)
     }
 }

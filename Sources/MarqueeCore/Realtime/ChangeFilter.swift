@@ -62,7 +62,7 @@ public struct ChangeFilter: Sendable, Hashable {
     ///
     /// Skipped, because they mean different things for different column types: numbers not in canonical form (`42.0`,
     /// `1e3`, `007`, or more digits than a float holds), boolean spellings other than `true`/`false` (`t`, `TRUE`),
-    /// and JSON text other than its canonical form. `matches` still handles those conditions.
+    /// JSON text other than its canonical form, and dates and timestamps. `matches` still handles those conditions.
     public var indexKey: (column: String, value: String)? {
         for condition in conditions where condition.op == .eq && !condition.negated && condition.values.count == 1 {
             if let key = Self.indexText(condition.values[0]) { return (condition.column, key) }
@@ -93,6 +93,8 @@ public struct ChangeFilter: Sendable, Hashable {
         if ["t", "f", "true", "false"].contains(text.lowercased()) { return text == "true" || text == "false" ? text : nil }
         if isUUID(text) { return text.lowercased() }
         if looksLikeJSON(text) { return canonicalJSON(text) == text ? text : nil }
+        // a date or timestamp equals record values of other spellings (`T`, another offset): matched one by one
+        if FilterMoment(text) != nil { return nil }
         return text
     }
 }

@@ -50,10 +50,15 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
 
     /// Settings every Marquee session starts with, whatever the server's defaults: values are printed the way the change
     /// feed's value converter reads them, and `to_jsonb` (snapshots, broadcasts) writes timestamps in UTC as Supabase's
-    /// servers do. For a libpq connection string: `options='-c TimeZone=UTC -c DateStyle=ISO,MDY ...'`.
+    /// servers do. For libpq, `sessionOptions`.
     public static let sessionParameters: [(String, String)] = [
         ("TimeZone", "UTC"), ("DateStyle", "ISO, MDY"), ("IntervalStyle", "postgres"), ("bytea_output", "hex"), ("extra_float_digits", "1"),
     ]
+
+    /// `sessionParameters` as a libpq `options` value (`-c name=value ...`), for a connection made with libpq.
+    public static var sessionOptions: String {
+        sessionParameters.map { "-c \($0.0)=\($0.1.replacingOccurrences(of: " ", with: "\\ "))" }.joined(separator: " ")
+    }
 
     /// Configuration for a connection pool.
     public func clientConfiguration() -> PostgresClient.Configuration {
