@@ -93,6 +93,17 @@ import Testing
         #expect(text("5", count) == #""5""#)
     }
 
+    @Test func theAssemblerListsTypesItsCatalogLacks() throws {
+        var assembler = ChangeAssembler()
+        _ = try assembler.consume(.type(.init(oid: 16_400, namespace: "public", name: "mood")))
+        _ = try assembler.consume(.type(.init(oid: 16_401, namespace: "public", name: "gone")))
+        #expect(assembler.typesMissingFromCatalog == [16_400, 16_401])
+        var catalog = PgTypeCatalog()
+        catalog.add(16_400, .text)
+        assembler.learn(catalog)
+        #expect(assembler.typesMissingFromCatalog == [16_401] && assembler.catalog.knows(16_400))
+    }
+
     @Test func binaryFormsMatchTheTextForms() {
         func binary(_ bytes: [UInt8], _ oid: UInt32) -> String { PgBinaryValues.json(bytes, typeOID: oid).serialized() }
         // int4[] {1,NULL,3}: 1 dimension, has nulls, element int4, size 3, lower bound 1

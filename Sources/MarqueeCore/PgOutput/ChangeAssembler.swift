@@ -112,6 +112,14 @@ public struct ChangeAssembler: Sendable {
         self.maxPendingEvents = maxPendingEvents
     }
 
+    /// Replaces the catalog, keeping everything else (an open transaction too): a reader that cannot read changes
+    /// again (streaming) calls it as soon as a Type message names a type the catalog lacks, before the rows that use
+    /// it. Types still missing stay listed in `typesMissingFromCatalog`.
+    public mutating func learn(_ catalog: PgTypeCatalog) {
+        self.catalog = catalog
+        typesMissingFromCatalog = typesMissingFromCatalog.filter { !catalog.knows($0) }
+    }
+
     /// Whether a transaction has begun and not yet committed.
     public var isInTransaction: Bool { current != nil }
 

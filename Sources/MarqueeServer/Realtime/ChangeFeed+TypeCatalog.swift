@@ -23,9 +23,12 @@ extension ChangeFeed {
     func learnMissingTypes(_ assembler: inout ChangeAssembler, _ connection: WatchedConnection) async throws -> Bool {
         let missing = assembler.typesMissingFromCatalog
         guard !missing.isEmpty else { return false }
-        let catalog = try await typeCatalog(connection)
+        var catalog = try await typeCatalog(connection)
+        let learnt = missing.contains { catalog.knows($0) }
+        // not in pg_type (dropped since): its values are text, and it is not looked up again for every batch
+        for oid in missing where !catalog.knows(oid) { catalog.add(oid, .text) }
         assembler = ChangeAssembler()
         assembler.catalog = catalog
-        return missing.contains { catalog.knows($0) }
+        return learnt
     }
 }
