@@ -7,11 +7,16 @@ struct JSONParser {
 
     private let bytes: [UInt8]
     private var index = 0
+    /// Keep every number that is not an `Int64` as its text (`.raw`), so no digit is lost to `Double`.
+    private let exactNumbers: Bool
 
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    init(_ bytes: [UInt8], exactNumbers: Bool = false) {
+        self.bytes = bytes
+        self.exactNumbers = exactNumbers
+    }
 
-    static func parse(_ bytes: [UInt8]) throws(JSONParseError) -> JSONValue {
-        var parser = JSONParser(bytes)
+    static func parse(_ bytes: [UInt8], exactNumbers: Bool = false) throws(JSONParseError) -> JSONValue {
+        var parser = JSONParser(bytes, exactNumbers: exactNumbers)
         parser.skipWhitespace()
         let value = try parser.value(depth: 0)
         parser.skipWhitespace()
@@ -201,11 +206,14 @@ struct JSONParser {
             isInteger = false
             index += 1
             if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
-            guard index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) else { throw error("digits must follow the exponent") }
+            guard index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) else {
+                throw error("digits must follow the exponent")
+            }
             while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) { index += 1 }
         }
         let text = String(decoding: bytes[start..<index], as: UTF8.self)
         if isInteger, let value = Int64(text) { return .int(value) }
+        if exactNumbers { return .raw(text) }
         guard let value = Double(text) else { throw error("a number out of range") }
         return .double(value)
     }

@@ -225,6 +225,12 @@ extension JSONValue: Decodable {
         try JSONParser.parse(Array(text.utf8))
     }
 
+    /// Parses JSON text keeping numbers exact: every number that is not an `Int64` stays its text (`.raw`), as the
+    /// values of `to_jsonb` need (`numeric` digits, 1e400 in a `json` column).
+    public static func parse(exactNumbers text: String) throws -> JSONValue {
+        try JSONParser.parse(Array(text.utf8), exactNumbers: true)
+    }
+
     public static func parse(_ data: Data) throws -> JSONValue {
         try JSONParser.parse([UInt8](data))
     }

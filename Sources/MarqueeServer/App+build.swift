@@ -51,10 +51,12 @@ public func buildApplication(
     try await Migrator(directory: try Migrator.locateDirectory()).migrate(database, logger: logger)
     // the columns of the published tables, so that a filter on a column that does not exist is refused at join
     var policy = SubscriptionPolicy.standard
+    for table in config.publicTables where policy.tables[table] == nil { policy.tables[table] = .init(publicColumns: nil, ownerColumn: nil) }
+    let tableNames = Array(policy.tables.keys)
     policy.columns = try await database.withConnection(logger: logger) { connection in
         var columns: [String: [String]] = [:]
         let rows = try await connection.query(
-            "select table_schema || '.' || table_name, column_name::text from information_schema.columns where table_schema = 'public' and table_name in ('events', 'event_tickets', 'tickets') order by ordinal_position",
+            "select table_schema || '.' || table_name, column_name::text from information_schema.columns where table_schema || '.' || table_name = any(\(tableNames)) order by ordinal_position",
             logger: logger)
         for try await (table, column) in rows.decode((String, String).self) { columns[table, default: []].append(column) }
         return columns

@@ -25,6 +25,10 @@ public struct MarqueeConfig: Sendable {
     /// The coalescing window of availability rows in milliseconds (`MARQUEE_COALESCE_MS`; 0 sends every version):
     /// a coalesced binding gets a ticket type's newest version at most once per window (docs/realtime-extensions.md).
     public var coalesceMilliseconds: Int = 100
+    /// More tables anyone may subscribe to, every column visible (`MARQUEE_PUBLIC_TABLES=public.scores,public.news`).
+    /// Add them to the `marquee` publication yourself (with `REPLICA IDENTITY FULL` for `old_record`); they must exist
+    /// when the server starts.
+    public var publicTables: [String] = []
 
     /// Limits of the realtime endpoint and the reservations API (docs/security.md).
     public var limits = Limits()
@@ -127,6 +131,16 @@ public struct MarqueeConfig: Sendable {
         try number("MARQUEE_OUTBOX_BYTES") { config.limits.outboxBytes = Int($0) }
         try number("MARQUEE_MAX_BROADCAST_BYTES") { config.limits.maxBroadcastBytes = Int($0) }
         try number("MARQUEE_MAX_PRESENCE_BYTES") { config.limits.maxPresenceBytes = Int($0) }
+        if let text = environment["MARQUEE_PUBLIC_TABLES"] {
+            let names = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            for name in names {
+                let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+                guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" } }) else {
+                    throw ConfigError(message: "MARQUEE_PUBLIC_TABLES names tables as schema.table, separated by commas; '\(name)' is not one")
+                }
+            }
+            config.publicTables = names
+        }
         if let text = environment["MARQUEE_LOG_LEVEL"] {
             guard let level = Logger.Level(rawValue: text.lowercased()) else {
                 throw ConfigError(message: "MARQUEE_LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")

@@ -189,6 +189,13 @@ private let uuid = "639f86b1-738b-43ed-bb09-c8d3f3bafa30"
         ("s=neq.Hello", .string("hello"), true), ("s=eq.42", .string("42.0"), false), ("s=eq.42.0", .string("42.0"), true),
         ("s=lt.b", .string("a"), true), ("s=lt.B", .string("a"), false), ("s=gt.Z", .string("a"), true),
         ("s=gte.2024-03-05 12:00:00+00", .string("2024-03-05 12:34:56+00"), true),
+        // timestamps in their to_jsonb form compare by time with literals of any ISO shape
+        ("t=gte.2026-12-03 19:00:00+00", .string("2026-12-03T19:52:55.304141+00:00"), true),
+        ("t=lt.2026-12-03T20:00:00Z", .string("2026-12-03T19:52:55.304141+00:00"), true),
+        ("t=eq.2026-12-04 01:22:55.304141+05:30", .string("2026-12-03T19:52:55.304141+00:00"), true),
+        ("t=eq.2026-12-03 19:52:55.3041+00", .string("2026-12-03T19:52:55.304141+00:00"), false),
+        ("t=gt.2026-12-03", .string("2026-12-03T19:52:55+00:00"), true), ("t=lt.infinity", .string("2026-12-03T19:52:55+00:00"), true),
+        ("t=gt.2026-12-03 19:52:54+0100", .string("2026-12-03T19:52:55"), true),
         ("u=eq.639F86B1-738B-43ED-BB09-C8D3F3BAFA30", .string(uuid), true),
         ("u=eq.\(uuid)", .string(uuid.uppercased()), true), ("u=neq.\(uuid)", .string(uuid), false),
         ("u=in.(b423f213-ac24-402a-95ea-cf1d94d8e9f0,639F86B1-738B-43ED-BB09-C8D3F3BAFA30)", .string(uuid), true),
@@ -347,6 +354,7 @@ private let uuid = "639f86b1-738b-43ed-bb09-c8d3f3bafa30"
         #expect(try indexKey("a=neq.1,b=in.(1),c=not.eq.1,d=eq.9223372036854775807") == nil)
         #expect(try indexKey(#"j=eq.{"a":1}"#) == ["j", #"{"a":1}"#])
         #expect(try indexKey(#"j=eq."{\"b\":1,\"a\":1}""#) == nil)
+        #expect(try indexKey("t=eq.2026-12-03 19:52:55+00,d=eq.2026-12-03,x=eq.y") == ["x", "y"])
     }
 
     /// For every indexable eq filter and record value: the index agrees with `matches`.
@@ -373,6 +381,7 @@ private let uuid = "639f86b1-738b-43ed-bb09-c8d3f3bafa30"
                 #expect(viaIndex == filter.matches(["c": value]), "eq.\(text) vs \(value): index says \(viaIndex)")
             }
         }
-        #expect(indexed == filterValues.count - 4)  // 42.0, t, 1e3, and 9223372036854775807 (no float holds it)
+        // 42.0, t, 1e3, 9223372036854775807 (no float holds it), and 2024-03-05 (a timestamp of other spellings equals it)
+        #expect(indexed == filterValues.count - 5)
     }
 }

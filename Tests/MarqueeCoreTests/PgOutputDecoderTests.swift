@@ -31,8 +31,8 @@ private func bytes(_ hex: String) -> [UInt8] { PgOutputFixtures.bytes(hex: hex) 
 
 private let itemsRecord1 = #"""
     {"id":1,"big":9007199254740993,"small":-7,"title":"hello \"world\"\n","uid":"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",\#
-    "created_at":"2024-03-05 12:34:56.789123+00","flag":true,"price":1234.500,"doc":{"a": [1, 2, {"b": null}], "c": "d"},\#
-    "js":{"x" : 1},"ratio":3.25,"r4":1.5,"name":"varchar val","tags":"{a,\"b c\",NULL}","nums":"{1,2,3}",\#
+    "created_at":"2024-03-05T12:34:56.789123+00:00","flag":true,"price":1234.500,"doc":{"a": [1, 2, {"b": null}], "c": "d"},\#
+    "js":{"x" : 1},"ratio":3.25,"r4":1.5,"name":"varchar val","tags":["a","b c",null],"nums":[1,2,3],\#
     "blob":"\\xdeadbeef","day":"2024-02-29","feeling":"happy","note":null}
     """#
 
@@ -222,7 +222,7 @@ struct PgOutputChangeAssemblerTests {
             ])
         #expect(changes.allSatisfy { $0.xid == 736 && $0.commitLSN == PgLSN("0/15381E0") })
         #expect(json(changes[0].record) == #"{"id":30,"label":"tx-a","body":"body a"}"#)
-        #expect(changes[1].record?["price"] == .raw("-12.250") && changes[1].record?["ratio"] == .double(-0.5))
+        #expect(changes[1].record?["price"] == .raw("-12.250") && changes[1].record?["ratio"] == .raw("-0.5"))
         #expect(changes[1].record?["big"] == .null && changes[1].record?.count == 19)
         #expect(json(changes[2].oldRecord) == #"{"id":30}"#)
         #expect(changes[3].record == nil && changes[3].oldRecord?["title"] == "changed" && changes[3].oldRecord?.count == 19)
@@ -261,14 +261,14 @@ struct PgOutputChangeAssemblerTests {
         #expect(assembler.currentOrigin == nil && !assembler.isInTransaction)
     }
 
-    /// Binary-mode values decode to the same JSON as Postgres' own text output of the same rows (arrays and enums,
-    /// whose binary forms are not decoded, excepted).
+    /// Binary-mode values decode to the same JSON as Postgres' own text output of the same rows (enums excepted: their
+    /// binary form is their text, which the converter cannot tell from other user-defined types' without the catalog).
     @Test(arguments: ["origin", "wide"])
     func binaryValuesMatchTextValues(fixture: String) throws {
         let (text, binary, skip) =
             fixture == "origin"
-            ? (PgOutputFixtures.originText, PgOutputFixtures.originBinary, ["nums"])
-            : (PgOutputFixtures.wideText, PgOutputFixtures.wideBinary, ["tags", "nums", "feeling"])
+            ? (PgOutputFixtures.originText, PgOutputFixtures.originBinary, [])
+            : (PgOutputFixtures.wideText, PgOutputFixtures.wideBinary, ["feeling"])
         let textRows = try assembleAll(text).flatMap { rows($0.events) }
         let binaryRows = try assembleAll(binary).flatMap { rows($0.events) }
         #expect(textRows.count == binaryRows.count && !textRows.isEmpty)
@@ -285,11 +285,11 @@ struct PgOutputChangeAssemblerTests {
         let first = records[0]
         let second = records[1]
         #expect(first["big"] == .int(Int64.min) && first["small"] == .int(32767) && first["title"] == "ünïcødé ✓")
-        #expect(first["created_at"] == "1999-12-31 23:59:59.5+00" && first["price"] == .raw("-0.050"))
-        #expect(first["js"] == .raw("[1, 2]") && first["ratio"] == "NaN" && first["r4"] == .double(0.1))
-        #expect(first["blob"] == #"\x"# && first["day"] == "0044-03-15 BC" && first["tags"] == "{}")
-        #expect(second["created_at"] == "2024-02-29 23:59:59.999999+00" && second["price"] == .raw("100000000.000"))
-        #expect(second["ratio"] == .double(-1e-300) && second["day"] == "infinity")
+        #expect(first["created_at"] == "1999-12-31T23:59:59.5+00:00" && first["price"] == .raw("-0.050"))
+        #expect(first["js"] == .raw("[1, 2]") && first["ratio"] == "NaN" && first["r4"] == .raw("0.1"))
+        #expect(first["blob"] == #"\x"# && first["day"] == "0044-03-15 BC" && first["tags"] == .array([]))
+        #expect(second["created_at"] == "2024-02-29T23:59:59.999999+00:00" && second["price"] == .raw("100000000.000"))
+        #expect(second["ratio"] == .raw("-0." + String(repeating: "0", count: 299) + "1") && second["day"] == "infinity")
     }
 }
 
@@ -402,13 +402,14 @@ struct PgOutputMalformedInputTests {
 struct PgOutputValueTests {
     @Test(arguments: [
         ("42", PgTypeOID.int4, JSONValue.int(42)), ("-9223372036854775808", PgTypeOID.int8, .int(Int64.min)),
-        ("99999999999999999999", PgTypeOID.int8, .string("99999999999999999999")), ("4000000000", PgTypeOID.oid, .int(4_000_000_000)),
-        ("1e+100", PgTypeOID.float8, .double(1e100)), ("-Infinity", PgTypeOID.float4, .string("-Infinity")),
+        ("99999999999999999999", PgTypeOID.int8, .string("99999999999999999999")), ("4000000000", PgTypeOID.oid, .string("4000000000")),
+        ("1e+100", PgTypeOID.float8, .raw("1" + String(repeating: "0", count: 100))), ("-Infinity", PgTypeOID.float4, .string("-Infinity")),
         ("NaN", PgTypeOID.float8, .string("NaN")), ("0.5", PgTypeOID.numeric, .raw("0.5")), ("-10", PgTypeOID.numeric, .raw("-10")),
         ("Infinity", PgTypeOID.numeric, .string("Infinity")), ("01", PgTypeOID.numeric, .string("01")),
         ("1.", PgTypeOID.numeric, .string("1.")), ("t", PgTypeOID.bool, .bool(true)), ("f", PgTypeOID.bool, .bool(false)),
-        (#"{"a":1}"#, PgTypeOID.jsonb, .raw(#"{"a":1}"#)), ("2024-01-01 00:00:00+00", PgTypeOID.timestamptz, .string("2024-01-01 00:00:00+00")),
-        ("{1,2}", 1007, .string("{1,2}")), ("x", 99999, .string("x")),
+        (#"{"a":1}"#, PgTypeOID.jsonb, .raw(#"{"a":1}"#)),
+        ("2024-01-01 00:00:00+00", PgTypeOID.timestamptz, .string("2024-01-01T00:00:00+00:00")),
+        ("{1,2}", 1007, .array([.int(1), .int(2)])), ("x", 99999, .string("x")),
     ])
     func textConversion(text: String, oid: UInt32, expected: JSONValue) {
         #expect(PgValueConverter.json(text: text, typeOID: oid) == expected)

@@ -102,9 +102,22 @@ public struct ChangeAssembler: Sendable {
     public private(set) var currentOrigin: String?
     /// Upper bound on events buffered for one transaction; exceeding it throws `transactionTooLarge`.
     public var maxPendingEvents: Int
+    /// What is known about user-defined types (domains, composites, arrays of them), for rendering their values.
+    public var catalog: PgTypeCatalog = .builtIn
+    /// User-defined types named by the stream's Type messages that `catalog` does not describe: their values were
+    /// rendered as text. A reader that can re-read the changes (peek) loads the catalog again and starts over.
+    public private(set) var typesMissingFromCatalog: Set<UInt32> = []
 
     public init(maxPendingEvents: Int = Int.max) {
         self.maxPendingEvents = maxPendingEvents
+    }
+
+    /// Replaces the catalog, keeping everything else (an open transaction too): a reader that cannot read changes
+    /// again (streaming) calls it as soon as a Type message names a type the catalog lacks, before the rows that use
+    /// it. Types still missing stay listed in `typesMissingFromCatalog`.
+    public mutating func learn(_ catalog: PgTypeCatalog) {
+        self.catalog = catalog
+        typesMissingFromCatalog = typesMissingFromCatalog.filter { !catalog.knows($0) }
     }
 
     /// Whether a transaction has begun and not yet committed.
@@ -163,6 +176,7 @@ public struct ChangeAssembler: Sendable {
             return []
         case .type(let type):
             types[type.oid] = type
+            if !catalog.knows(type.oid) { typesMissingFromCatalog.insert(type.oid) }
             return []
         case .message(let logical):
             guard logical.isTransactional else { return [.message(logical)] }
@@ -251,7 +265,8 @@ public struct ChangeAssembler: Sendable {
             schema: relation.namespace, table: relation.name, kind: kind, commitTimestamp: begin.commitTimestamp,
             commitLSN: begin.finalLSN, xid: begin.xid,
             columns: relation.columns.map {
-                .init(name: $0.name, typeName: typeName(oid: $0.typeOID), typeOID: $0.typeOID, isKey: $0.isKey)
+                let name = catalog.domainColumns[relation.id]?[$0.name] ?? typeName(oid: $0.typeOID)
+                return .init(name: $0.name, typeName: name, typeOID: $0.typeOID, isKey: $0.isKey)
             },
             record: nil, oldRecord: nil, unchangedToastColumns: [])
     }
@@ -270,7 +285,7 @@ public struct ChangeAssembler: Sendable {
         entries.reserveCapacity(tuple.count)
         var toasted: [String] = []
         for (column, value) in zip(relation.columns, tuple) where !keysOnly || column.isKey {
-            if let json = PgValueConverter.json(value, typeOID: column.typeOID) {
+            if let json = PgValueConverter.json(value, typeOID: column.typeOID, catalog: catalog) {
                 entries.append((key: column.name, value: json))
             } else {
                 toasted.append(column.name)

@@ -1,15 +1,21 @@
-/// Converts the binary send format of common built-in types to the same JSON their text form would give.
+/// Converts the binary send format of common built-in types to the JSON `PgValueConverter` gives their text form.
 ///
-/// Only used when the slot is read with the `binary` option. Timestamps are rendered the way Postgres prints them in a
-/// session with `TimeZone = UTC` (`2024-03-05 12:34:56.789123+00`). Unknown types, and values whose length does not fit
-/// their type, become the hex string `\x...` (the `bytea` text form) instead of failing.
+/// Only used when the slot is read with the `binary` option. Arrays (whose binary form names the element type) and
+/// composites described by the catalog are converted element by element. Types without a decoder here (`money`,
+/// `inet`, ranges, user-defined base types, ...), and values whose length does not fit their type, become the hex
+/// string `\x...` (the `bytea` text form) instead of failing: the feed reads text for that reason.
 enum PgBinaryValues {
-    static func json(_ bytes: [UInt8], typeOID: UInt32) -> JSONValue {
-        if let value = decode(bytes, typeOID: typeOID) { return value }
+    static func json(_ bytes: [UInt8], typeOID: UInt32, catalog: PgTypeCatalog = .builtIn) -> JSONValue {
+        json(bytes[...], typeOID: typeOID, catalog: catalog, depth: 0)
+    }
+
+    static func json(_ bytes: ArraySlice<UInt8>, typeOID: UInt32, catalog: PgTypeCatalog, depth: Int) -> JSONValue {
+        let bytes = Array(bytes)
+        if let value = decode(bytes, typeOID: typeOID, catalog: catalog, depth: depth) { return value }
         return .string(hex(bytes))
     }
 
-    private static func decode(_ bytes: [UInt8], typeOID: UInt32) -> JSONValue? {
+    private static func decode(_ bytes: [UInt8], typeOID: UInt32, catalog: PgTypeCatalog, depth: Int) -> JSONValue? {
         switch typeOID {
         case PgTypeOID.bool:
             guard bytes.count == 1 else { return nil }
@@ -22,22 +28,25 @@ enum PgBinaryValues {
             return .int(Int64(Int32(truncatingIfNeeded: integer(bytes))))
         case PgTypeOID.oid:
             guard bytes.count == 4 else { return nil }
-            return .int(Int64(integer(bytes)))
+            return .string(String(integer(bytes)))
         case PgTypeOID.int8:
             guard bytes.count == 8 else { return nil }
             return .int(Int64(bitPattern: integer(bytes)))
         case PgTypeOID.float4, PgTypeOID.float8:
             let value: Double
+            let shortest: String
             if bytes.count == 4, typeOID == PgTypeOID.float4 {
-                // Via the shortest decimal, as Postgres prints float4: 0.1 stays 0.1, not 0.10000000149011612.
+                // the shortest decimal of the float4, as Postgres prints it: 0.1 stays 0.1, not 0.10000000149011612
                 let float = Float(bitPattern: UInt32(truncatingIfNeeded: integer(bytes)))
-                value = Double(float.description) ?? Double(float)
+                value = Double(float)
+                shortest = float.description
             } else if bytes.count == 8, typeOID == PgTypeOID.float8 {
                 value = Double(bitPattern: integer(bytes))
+                shortest = value.description
             } else {
                 return nil
             }
-            if value.isFinite { return .double(value) }
+            if value.isFinite, let decimal = PgNumberText.decimal(fromFloatText: shortest) { return .raw(decimal) }
             return .string(value.isNaN ? "NaN" : value < 0 ? "-Infinity" : "Infinity")
         case PgTypeOID.text, PgTypeOID.varchar, PgTypeOID.bpchar, PgTypeOID.name, PgTypeOID.char:
             return .string(String(decoding: bytes, as: UTF8.self))
@@ -69,25 +78,124 @@ enum PgBinaryValues {
             let micros = Int64(bitPattern: integer(bytes))
             guard (0...86_400_000_000).contains(micros) else { return nil }
             let civil = PgCivilTime(unixMicroseconds: micros)
-            return .string(micros == 86_400_000_000 ? "24:00:00" : civil.timeText + fraction(civil.microsecond))
+            return .string(micros == 86_400_000_000 ? "24:00:00" : civil.timeText + PgDateTimeText.fraction(civil.microsecond))
         case PgTypeOID.timestamp, PgTypeOID.timestamptz:
             guard bytes.count == 8 else { return nil }
             let micros = Int64(bitPattern: integer(bytes))
             if micros == Int64.max { return .string("infinity") }
             if micros == Int64.min { return .string("-infinity") }
             let timestamp = PgTimestamp(microsecondsSincePostgresEpoch: micros)
-            let civil = PgCivilTime(unixMicroseconds: timestamp.unixMicroseconds)
-            let zone = typeOID == PgTypeOID.timestamptz ? "+00" : ""
-            var text = dateText(civil)
-            let isBC = text.hasSuffix(" BC")
-            if isBC { text.removeLast(3) }
-            return .string(text + " " + civil.timeText + fraction(civil.microsecond) + zone + (isBC ? " BC" : ""))
+            let zoned = typeOID == PgTypeOID.timestamptz
+            let text = PgDateTimeText.isoText(unixMicroseconds: timestamp.unixMicroseconds, zone: zoned)
+            return .string(zoned ? PgDateTimeText.timestamptz(text) : PgDateTimeText.timestamp(text))
+        case PgTypeOID.timetz:
+            guard bytes.count == 12 else { return nil }
+            let micros = Int64(bitPattern: integer(Array(bytes[0..<8])))
+            let secondsWest = Int64(Int32(truncatingIfNeeded: integer(Array(bytes[8..<12]))))
+            guard (0...86_400_000_000).contains(micros) else { return nil }
+            let civil = PgCivilTime(unixMicroseconds: micros)
+            let time = micros == 86_400_000_000 ? "24:00:00" : civil.timeText + PgDateTimeText.fraction(civil.microsecond)
+            return .string(time + zoneText(eastSeconds: -secondsWest))
+        case PgTypeOID.interval:
+            guard bytes.count == 16 else { return nil }
+            let micros = Int64(bitPattern: integer(Array(bytes[0..<8])))
+            let days = Int64(Int32(truncatingIfNeeded: integer(Array(bytes[8..<12]))))
+            let months = Int64(Int32(truncatingIfNeeded: integer(Array(bytes[12..<16]))))
+            return .string(intervalText(months: months, days: days, micros: micros))
         case PgTypeOID.numeric:
             guard let text = numericText(bytes) else { return nil }
             return PgValueConverter.json(text: text, typeOID: typeOID)
         default:
-            return nil
+            break
         }
+        guard depth < 32, let kind = catalog.kind(of: typeOID) else { return nil }
+        switch kind {
+        case .text: return nil
+        case .domain(let base): return decode(bytes, typeOID: base, catalog: catalog, depth: depth + 1)
+        case .array, .vector: return array(bytes, catalog: catalog, depth: depth + 1)
+        case .composite(let fields): return record(bytes, fields: fields, catalog: catalog, depth: depth + 1)
+        }
+    }
+
+    /// `array_send`: ndim, has-nulls flag, element type, (size, lower bound) per dimension, then (length, bytes) per
+    /// element, length -1 for NULL.
+    private static func array(_ bytes: [UInt8], catalog: PgTypeCatalog, depth: Int) -> JSONValue? {
+        var reader = PgOutputByteReader(bytes)
+        guard let dimensions = try? reader.readInt32("dimensions"), (0...6).contains(dimensions),
+            (try? reader.readInt32("flags")) != nil, let element = try? reader.readUInt32("element type")
+        else { return nil }
+        var sizes: [Int] = []
+        for _ in 0..<dimensions {
+            guard let size = try? reader.readInt32("size"), size >= 0, (try? reader.readInt32("lower bound")) != nil else { return nil }
+            sizes.append(Int(size))
+        }
+        func level(_ index: Int) -> JSONValue? {
+            var items: [JSONValue] = []
+            for _ in 0..<sizes[index] {
+                if index + 1 < sizes.count {
+                    guard let nested = level(index + 1) else { return nil }
+                    items.append(nested)
+                } else {
+                    guard let length = try? reader.readInt32("element length") else { return nil }
+                    if length < 0 {
+                        items.append(.null)
+                    } else {
+                        guard let value = try? reader.readBytes(Int(length), "element") else { return nil }
+                        items.append(json(value[...], typeOID: element, catalog: catalog, depth: depth))
+                    }
+                }
+            }
+            return .array(items)
+        }
+        guard !sizes.isEmpty else { return .array([]) }
+        guard let value = level(0), reader.isAtEnd else { return nil }
+        return value
+    }
+
+    /// `record_send`: field count, then (type OID, length, bytes) per field, length -1 for NULL.
+    private static func record(_ bytes: [UInt8], fields: [PgTypeCatalog.Field], catalog: PgTypeCatalog, depth: Int) -> JSONValue? {
+        var reader = PgOutputByteReader(bytes)
+        guard let count = try? reader.readInt32("fields"), Int(count) == fields.count else { return nil }
+        var entries: [(key: String, value: JSONValue)] = []
+        for field in fields {
+            guard let type = try? reader.readUInt32("field type"), let length = try? reader.readInt32("field length") else { return nil }
+            if length < 0 {
+                entries.append((key: field.name, value: .null))
+            } else {
+                guard let value = try? reader.readBytes(Int(length), "field") else { return nil }
+                entries.append((key: field.name, value: json(value[...], typeOID: type, catalog: catalog, depth: depth)))
+            }
+        }
+        return reader.isAtEnd ? .object(JSONObject(entries)) : nil
+    }
+
+    /// `+05:30`, `-03:30`, `+00`: a zone offset as Postgres prints it in ISO style.
+    static func zoneText(eastSeconds: Int64) -> String {
+        let magnitude = abs(eastSeconds)
+        var text = (eastSeconds < 0 ? "-" : "+") + PgFormat.pad(magnitude / 3600, 2)
+        if magnitude % 3600 != 0 { text += ":" + PgFormat.pad(magnitude / 60 % 60, 2) }
+        if magnitude % 60 != 0 { text += ":" + PgFormat.pad(magnitude % 60, 2) }
+        return text
+    }
+
+    /// An interval as Postgres prints it with `IntervalStyle` postgres: `1 year 2 mons -3 days +04:05:06.7`.
+    static func intervalText(months: Int64, days: Int64, micros: Int64) -> String {
+        var parts: [String] = []
+        var previousNegative = false
+        var isZero = true
+        for (value, unit) in [(months / 12, "year"), (months % 12, "mon"), (days, "day")] where value != 0 {
+            parts.append((previousNegative && value > 0 ? "+" : "") + "\(value) \(unit)" + (value == 1 ? "" : "s"))
+            previousNegative = value < 0
+            isZero = false
+        }
+        if isZero || micros != 0 {
+            let magnitude = micros.magnitude
+            let sign = micros < 0 ? "-" : previousNegative ? "+" : ""
+            let hours = magnitude / 3_600_000_000
+            let clock = PgFormat.pad(Int64(magnitude / 60_000_000 % 60), 2) + ":" + PgFormat.pad(Int64(magnitude / 1_000_000 % 60), 2)
+            parts.append(sign + PgFormat.pad(Int64(hours), 2) + ":" + clock + PgDateTimeText.fraction(Int64(magnitude % 1_000_000)))
+        }
+        return parts.joined(separator: " ")
     }
 
     /// Postgres `numeric` send format: ndigits, weight, sign, dscale (int16 each), then base-10000 digits.
@@ -139,14 +247,6 @@ enum PgBinaryValues {
         var bc = civil
         bc.year = 1 - civil.year
         return bc.dateText + " BC"
-    }
-
-    /// `.123456` with trailing zeros removed; empty for whole seconds.
-    private static func fraction(_ microsecond: Int64) -> String {
-        guard microsecond > 0 else { return "" }
-        var digits = PgFormat.pad(microsecond, 6)
-        while digits.hasSuffix("0") { digits.removeLast() }
-        return "." + digits
     }
 
     private static func integer(_ bytes: [UInt8]) -> UInt64 {

@@ -105,6 +105,16 @@ struct PgCivilTime {
         microsecond = 0
     }
 
+    /// Days since 1970-01-01 of a proleptic-Gregorian date (astronomical year; Howard Hinnant's `days_from_civil`).
+    static func unixDays(year: Int64, month: Int64, day: Int64) -> Int64 {
+        let y = month <= 2 ? year - 1 : year
+        let era = PgFormat.floorDivMod(y, 400).0
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return era * 146_097 + dayOfEra - 719_468
+    }
+
     /// `YYYY-MM-DD` (astronomical year numbering; callers handle BC).
     var dateText: String { PgFormat.pad(year, 4) + "-" + PgFormat.pad(month, 2) + "-" + PgFormat.pad(day, 2) }
     var timeText: String { PgFormat.pad(hour, 2) + ":" + PgFormat.pad(minute, 2) + ":" + PgFormat.pad(second, 2) }

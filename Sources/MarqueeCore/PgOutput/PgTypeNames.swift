@@ -49,6 +49,8 @@ public enum PgTypeOID {
     public static let varchar: UInt32 = 1043
     public static let date: UInt32 = 1082
     public static let time: UInt32 = 1083
+    public static let interval: UInt32 = 1186
+    public static let timetz: UInt32 = 1266
     public static let timestamp: UInt32 = 1114
     public static let timestamptz: UInt32 = 1184
     public static let numeric: UInt32 = 1700

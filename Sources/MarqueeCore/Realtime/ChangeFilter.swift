@@ -78,7 +78,7 @@ public struct ChangeFilter: Sendable, Hashable {
     ///
     /// Skipped, because they mean different things for different column types: numbers not in canonical form (`42.0`,
     /// `1e3`, `007`, or more digits than a float holds), boolean spellings other than `true`/`false` (`t`, `TRUE`),
-    /// and JSON text other than its canonical form. `matches` still handles those conditions.
+    /// JSON text other than its canonical form, and dates and timestamps. `matches` still handles those conditions.
     public var indexKey: (column: String, value: String)? {
         for condition in conditions where condition.op == .eq && !condition.negated && condition.values.count == 1 {
             if let key = Self.indexText(condition.values[0]) { return (condition.column, key) }
@@ -109,6 +109,8 @@ public struct ChangeFilter: Sendable, Hashable {
         if ["t", "f", "true", "false"].contains(text.lowercased()) { return text == "true" || text == "false" ? text : nil }
         if isUUID(text) { return text.lowercased() }
         if looksLikeJSON(text) { return canonicalJSON(text) == text ? text : nil }
+        // a date or timestamp equals record values of other spellings (`T`, another offset): matched one by one
+        if FilterMoment(text) != nil { return nil }
         return text
     }
 }
@@ -301,6 +303,7 @@ extension ChangeFilter.Condition {
         case .double(let d): return literal.double.map { $0 == d }
         case .string(let s):
             if let uuid = literal.uuid, ChangeFilter.isUUID(s) { return s.lowercased() == uuid }
+            if let moment = literal.moment, let value = Self.timestamp(s) { return value == moment }
             return s == literal.text
         case .raw(let r):
             if let number = ChangeFilter.canonicalNumber(r) { return literal.number.map { $0 == number } }
@@ -319,6 +322,7 @@ extension ChangeFilter.Condition {
             guard let number = ChangeFilter.canonicalNumber(r), let other = literal.number else { return nil }
             return compareDecimals(number, other)
         case .string(let s):
+            if let moment = literal.moment, let value = Self.timestamp(s) { return value < moment ? -1 : value == moment ? 0 : 1 }
             // C collation: byte order. Uuids compare by their lowercase text, which is their byte order.
             let (left, right) = ChangeFilter.isUUID(s) && literal.uuid != nil ? (s.lowercased(), literal.uuid ?? "") : (s, literal.text)
             if left == right { return 0 }
@@ -328,6 +332,13 @@ extension ChangeFilter.Condition {
     }
 
     private static func compare<T: Comparable>(_ a: T, _ b: T) -> Int { a < b ? -1 : a == b ? 0 : 1 }
+
+    /// A record value in the form `to_jsonb` gives timestamps (`2026-12-03T19:52:55.304141+00:00`), as a moment.
+    private static func timestamp(_ text: String) -> FilterMoment? {
+        let utf8 = text.utf8
+        guard utf8.count >= 19, utf8[utf8.index(utf8.startIndex, offsetBy: 10)] == UInt8(ascii: "T") else { return nil }
+        return FilterMoment(text)
+    }
 
     /// Compares two canonical decimals (see `ChangeFilter.canonicalNumber`), exactly.
     private static func compareDecimals(_ a: String, _ b: String) -> Int {
@@ -355,6 +366,8 @@ extension ChangeFilter {
     struct Literal: Sendable {
         let text: String
         let number: String?, uuid: String?, json: String?
+        /// The value as a date or timestamp, for record values that are timestamps.
+        let moment: FilterMoment?
         let double: Double?
         let bool: Bool?
 
@@ -366,6 +379,7 @@ extension ChangeFilter {
             bool = lower == "t" || lower == "true" ? true : lower == "f" || lower == "false" ? false : nil
             uuid = isUUID(text) ? lower : nil
             json = looksLikeJSON(text) ? canonicalJSON(text) : nil
+            moment = FilterMoment(text)
         }
     }
 

@@ -48,18 +48,34 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
         requireTLS ? try? NIOSSLContext(configuration: .makeClientConfiguration()) : nil
     }
 
+    /// Settings every Marquee session starts with, whatever the server's defaults: values are printed the way the change
+    /// feed's value converter reads them, and `to_jsonb` (snapshots, broadcasts) writes timestamps in UTC as Supabase's
+    /// servers do. For libpq, `sessionOptions`.
+    public static let sessionParameters: [(String, String)] = [
+        ("TimeZone", "UTC"), ("DateStyle", "ISO, MDY"), ("IntervalStyle", "postgres"), ("bytea_output", "hex"), ("extra_float_digits", "1"),
+    ]
+
+    /// `sessionParameters` as a libpq `options` value (`-c name=value ...`), for a connection made with libpq.
+    public static var sessionOptions: String {
+        sessionParameters.map { "-c \($0.0)=\($0.1.replacingOccurrences(of: " ", with: "\\ "))" }.joined(separator: " ")
+    }
+
     /// Configuration for a connection pool.
     public func clientConfiguration() -> PostgresClient.Configuration {
-        PostgresClient.Configuration(
+        var configuration = PostgresClient.Configuration(
             host: host, port: port, username: username, password: password, database: database,
             tls: requireTLS ? .require(.makeClientConfiguration()) : .disable)
+        configuration.options.additionalStartupParameters = Self.sessionParameters
+        return configuration
     }
 
     /// Configuration for one connection.
     public func connectionConfiguration() -> PostgresConnection.Configuration {
-        PostgresConnection.Configuration(
+        var configuration = PostgresConnection.Configuration(
             host: host, port: port, username: username, password: password, database: database,
             tls: tlsContext.map { .require($0) } ?? .disable)
+        configuration.options.additionalStartupParameters = Self.sessionParameters
+        return configuration
     }
 
     private static let connectionIDs = ManagedAtomicCounter()

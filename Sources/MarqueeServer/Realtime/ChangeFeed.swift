@@ -212,6 +212,7 @@ public struct ChangeFeed: Service {
     /// Peeks, hands whole transactions to the hub, then advances the slot past them.
     func poll(_ connection: WatchedConnection) async throws {
         var assembler = ChangeAssembler()
+        assembler.catalog = try await typeCatalog(connection)
         var backoff = PollBackoff(
             min: configuration.minIdleDelay, active: configuration.activeIdleDelay, max: configuration.maxIdleDelay,
             activeWindow: configuration.activeWindow)
@@ -253,6 +254,7 @@ public struct ChangeFeed: Service {
                 continue
             }
             backoff.changed(now: .now)
+            if try await learnMissingTypes(&assembler, connection) { continue }  // read again, knowing the new types
             for change in changes {
                 if change.schema == "realtime" && change.table == "messages" {
                     if change.kind == .insert, let record = change.record {

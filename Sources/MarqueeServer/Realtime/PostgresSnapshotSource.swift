@@ -48,7 +48,8 @@ public struct PostgresSnapshotSource: SnapshotSource {
         }
         var rows: [JSONObject] = []
         for try await text in try await client.query(query, logger: logger).decode(String.self) {
-            if case .object(let object) = try JSONValue.parse(text) {
+            // exact numbers: a numeric's digits (and a json column's 1e400) reach clients as to_jsonb wrote them
+            if case .object(let object) = try JSONValue.parse(exactNumbers: text) {
                 // keep the table's column order
                 rows.append(JSONObject(columns.compactMap { column in object[column.name].map { (key: column.name, value: $0) } }))
             }
