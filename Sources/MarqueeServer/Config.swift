@@ -25,6 +25,10 @@ public struct MarqueeConfig: Sendable {
     /// a coalesced binding gets a ticket type's newest version at most once per window (docs/realtime-extensions.md).
     public var coalesceMilliseconds: Int = 100
 
+    /// How the change feed reads its slot (`MARQUEE_CHANGE_FEED`): `streaming` over the replication protocol (the
+    /// default; falls back to polling when the database refuses replication connections) or `polling` over SQL.
+    public var changeFeedMode: ChangeFeedStatus.Mode = .streaming
+
     /// Limits of the realtime endpoint and the reservations API (docs/security.md).
     public var limits = Limits()
 
@@ -92,6 +96,12 @@ public struct MarqueeConfig: Sendable {
         try number("MARQUEE_BROADCASTS_PER_SECOND") { config.limits.broadcastsPerSecondPerTopic = $0 }
         try number("MARQUEE_MAX_FRAME_BYTES") { config.limits.maxFrameBytes = Int($0) }
         try number("MARQUEE_RESERVATIONS_PER_MINUTE") { config.limits.reservationsPerMinutePerUser = $0 }
+        if let text = environment["MARQUEE_CHANGE_FEED"], !text.isEmpty {
+            guard let mode = ChangeFeedStatus.Mode(rawValue: text.lowercased()) else {
+                throw ConfigError(message: "MARQUEE_CHANGE_FEED must be streaming (the default) or polling, not '\(text)'")
+            }
+            config.changeFeedMode = mode
+        }
         if let text = environment["MARQUEE_LOG_LEVEL"] {
             guard let level = Logger.Level(rawValue: text.lowercased()) else {
                 throw ConfigError(message: "MARQUEE_LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")
