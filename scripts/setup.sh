@@ -10,6 +10,7 @@ have_pg || need_apt+=(postgresql)
 # libpq and its headers: the change feed streams over libpq's replication API (the CLibPQ system-library target)
 { [ -f /usr/include/postgresql/libpq-fe.h ] && pkg-config --exists libpq 2>/dev/null; } || need_apt+=(libpq-dev pkg-config)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || need_apt+=(pgbouncer)  # a pooler that refuses replication connections (tests)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)  # promtool checks deploy/alerts.yml
 command -v nginx >/dev/null 2>&1 || need_apt+=(nginx)  # the peer in the fan-out benchmark (tests/bench)
 [ -f /usr/lib/nginx/modules/ngx_nchan_module.so ] || need_apt+=(libnginx-mod-nchan)

@@ -177,7 +177,7 @@ struct FeedHarness: Sendable {
             #expect(change["data"]?["record"]?["name"] == "row-100000")
             #expect(feed.status.reconnects >= 1)
             // every row reached the hub (at least once: a cut after delivery and before the confirmation resends it)
-            #expect(feed.status.changesDelivered - delivered >= 100_000)
+            try await feed.waitUntil("every row was counted") { feed.status.changesDelivered - delivered >= 100_000 }
             try await feed.waitUntil("the slot is confirmed past the transaction") {
                 (try await feed.confirmedFlush() ?? .invalid) >= feed.status.lastLSN && feed.status.lastLSN > .invalid
             }
@@ -225,11 +225,15 @@ struct FeedHarness: Sendable {
         let database = try TestDatabase.require()
         try await FeedHarness.run(url: database.url, configure: { $0.mode = .polling }) { feed in
             #expect(feed.status.mode == .polling)
-            // no WAL sender serves this database: the feed reads over a plain session
+            // no WAL sender serves the slot: the feed reads it over a plain session
+            let slot = feed.slot
             let senders = try await feed.url.withConnection(logger: TestDatabase.logger) { connection in
                 var count = 0
                 let rows = try await connection.query(
-                    "select count(*)::int from pg_stat_activity where backend_type = 'walsender' and datname = current_database()",
+                    """
+                    select count(*)::int from pg_replication_slots s join pg_stat_activity a on a.pid = s.active_pid
+                    where s.slot_name = \(slot) and a.backend_type = 'walsender'
+                    """,
                     logger: TestDatabase.logger)
                 for try await value in rows.decode(Int.self) { count = value }
                 return count
@@ -247,4 +251,174 @@ struct FeedHarness: Sendable {
 actor SlotPosition {
     var value: (PgLSN, String, PgLSN)?
     func set(_ lsn: PgLSN, slot: String, before: PgLSN) { value = (lsn, slot, before) }
+}
+
+/// Runs `body` with a PostgreSQL cluster of its own (so the shared test cluster is never restarted or reconfigured),
+/// stopped and removed afterwards.
+func withPrivateCluster(_ body: (EmbeddedPostgres, DatabaseURL, String) async throws -> Void) async throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("marquee-feed-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let postgres = EmbeddedPostgres(dataDirectory: directory + "/db", logger: Logger(label: "feed-test-cluster"))
+    let url = try DatabaseURL(parsing: try await postgres.start())
+    do {
+        try await body(postgres, url, directory + "/db")
+    } catch {
+        try? await postgres.stop()
+        throw error
+    }
+    try await postgres.stop()
+}
+
+/// Faults that need a cluster of their own: a restart, a server that refuses replication, a short wal_sender_timeout.
+@Suite struct StreamingFeedClusterTests {
+    @Test func theFeedSurvivesAPostgreSQLRestartAndJoinsMadeMeanwhileGoLiveWhenItIsBack() async throws {
+        try await withPrivateCluster { postgres, url, _ in
+            try await FeedHarness.run(url: url) { feed in
+                let watcher = try feed.watchEvents(named: "after-restart", id: 1)
+                try await postgres.stop()
+                try await feed.log.waitFor("change feed interrupted; reconnecting")
+                #expect(!feed.hub.feedGate.isLive)
+                #expect(!feed.status.isConnected)
+
+                // a join while the feed is away is told so, as the gateway sends it
+                let late = try feed.watchEvents(named: "after-restart", id: 2)
+                let notice = PhoenixMessage(
+                    joinRef: "1", topic: "realtime:watch-2", event: "system",
+                    payload: FeedGate.payload(topic: "realtime:watch-2", status: "ok", message: FeedGate.subscribed))
+                let told = feed.hub.feedGate.admit(notice, connection: late)
+                #expect(told.payload["status"] == "error")
+                #expect(told.payload["message"]?.stringValue == FeedGate.waiting)
+
+                _ = try await postgres.start(preferredPort: url.port)
+                try await feed.log.waitFor("change feed reading")
+                #expect(feed.status.reconnects >= 1)
+                // the late channel goes live
+                let live = try await withDeadline(.seconds(20), "Subscribed to PostgreSQL") { await late.outbox.next() }
+                let message = try PhoenixSerializer.v1.decode(try #require(live?.text))
+                #expect(message.event == "system")
+                #expect(message.payload["message"] == "Subscribed to PostgreSQL")
+                // and changes flow to both
+                try await feed.commit("insert into events (name, starts_at) values ('after-restart', now())")
+                _ = try await feed.nextChange(watcher, "the insert after the restart")
+                _ = try await feed.nextChange(late, "the insert after the restart, on the late channel")
+            }
+        }
+    }
+
+    /// PgBouncer (a real pooler, Debian's 1.18) refuses the `replication` startup parameter, as many poolers and
+    /// managed plans do: the feed, configured to stream, polls over SQL through the pooler instead. (PostgreSQL's own
+    /// `pg_hba.conf` cannot refuse only logical replication: its `replication` keyword matches physical replication.)
+    @Test func aPoolerThatRefusesReplicationConnectionsMakesTheFeedPoll() async throws {
+        try await withPrivateCluster { _, url, directory in
+            try await withPgBouncer(in: directory, in: url) { pooled in
+                try await FeedHarness.run(url: pooled) { feed in
+                    // configured to stream, it took the polling feed instead
+                    #expect(feed.status.mode == .polling)
+                    #expect(feed.status.isConnected)
+                    #expect(feed.hub.feedGate.isLive)
+                    let watcher = try feed.watchEvents(named: "polled-through-the-pooler", id: 1)
+                    try await feed.commit("insert into events (name, starts_at) values ('polled-through-the-pooler', now())")
+                    let change = try await feed.nextChange(watcher, "the insert read by polling")
+                    #expect(change["data"]?["record"]?["name"] == "polled-through-the-pooler")
+                    #expect(feed.status.readinessDetail()["mode"] == "polling")
+                }
+            }
+        }
+    }
+
+    @Test func theStreamOutlivesWalSenderTimeoutWhileIdle() async throws {
+        try await withPrivateCluster { _, url, _ in
+            try await url.withConnection(logger: TestDatabase.logger) { connection in
+                _ = try await connection.simpleQuery("alter system set wal_sender_timeout = '1s'").get()
+                _ = try await connection.simpleQuery("select pg_reload_conf()").get()
+            }
+            try await FeedHarness.run(url: url) { feed in
+                let pid = try #require(try await feed.walsender())
+                // the same WAL sender keeps hearing from the feed for three times its timeout without a change (asked
+                // on one connection, at most every 100 ms, until three timeouts have passed)
+                try await withDeadline(.seconds(20), "three timeouts passing with the stream kept alive") {
+                    try await feed.url.withConnection(logger: TestDatabase.logger) { connection in
+                        while true {
+                            let rows = try await connection.query(
+                                """
+                                select backend_start < now() - interval '3 s' and reply_time > now() - interval '1 s', pg_sleep(0.1)::text
+                                from pg_stat_replication where pid = \(pid)
+                                """, logger: TestDatabase.logger)
+                            var alive: Bool?
+                            for try await (value, _) in rows.decode((Bool, String).self) { alive = value }
+                            guard let alive else { throw TestFailure("the WAL sender \(pid) is gone: the stream did not outlive wal_sender_timeout") }
+                            if alive { return }
+                        }
+                    }
+                }
+                #expect(feed.status.reconnects == 0)
+                let watcher = try feed.watchEvents(named: "after-idle", id: 1)
+                try await feed.commit("insert into events (name, starts_at) values ('after-idle', now())")
+                _ = try await feed.nextChange(watcher, "an insert after the idle stretch")
+            }
+        }
+    }
+}
+
+/// Runs PgBouncer (session pooling, SCRAM) in front of `url` while `body` runs; `body` gets the pooled URL.
+func withPgBouncer(in directory: String, in url: DatabaseURL, _ body: (DatabaseURL) async throws -> Void) async throws {
+    guard
+        let pgbouncer = ProcessRunner.which("pgbouncer")
+            ?? (FileManager.default.isExecutableFile(atPath: "/usr/sbin/pgbouncer") ? "/usr/sbin/pgbouncer" : nil)
+    else {
+        throw TestFailure("pgbouncer is not installed: run scripts/setup.sh (apt-get install pgbouncer)")
+    }
+    let folder = directory + "/pgbouncer"
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    try FileManager.default.setAttributes([.posixPermissions: 0o777], ofItemAtPath: folder)  // its log and pid file, as another user
+    let port = try await EmbeddedPostgres.freePort()
+    let password = try #require(url.password)
+    try "\"\(url.username)\" \"\(password)\"\n".write(toFile: folder + "/userlist.txt", atomically: true, encoding: .utf8)
+    try """
+    [databases]
+    \(url.database) = host=127.0.0.1 port=\(url.port) dbname=\(url.database)
+    [pgbouncer]
+    listen_addr = 127.0.0.1
+    listen_port = \(port)
+    unix_socket_dir =
+    auth_type = scram-sha-256
+    auth_file = \(folder)/userlist.txt
+    pool_mode = session
+    logfile = \(folder)/pgbouncer.log
+    pidfile = \(folder)/pgbouncer.pid
+
+    """.write(toFile: folder + "/pgbouncer.ini", atomically: true, encoding: .utf8)
+    for file in ["userlist.txt", "pgbouncer.ini"] {
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: folder + "/" + file)
+    }
+    // PgBouncer does not run as root: as root, it runs as the embedded cluster's system user
+    let started =
+        geteuid() == 0
+        ? try await ProcessRunner.run(
+            ProcessRunner.which("runuser") ?? "/usr/sbin/runuser", ["-u", "marquee", "--", pgbouncer, "-d", folder + "/pgbouncer.ini"])
+        : try await ProcessRunner.run(pgbouncer, ["-d", folder + "/pgbouncer.ini"])
+    guard started.succeeded else { throw TestFailure("pgbouncer did not start: \(started.output)") }
+    // it forks into the background first and listens after: wait until its log says it is up
+    try await withDeadline(.seconds(10), "pgbouncer listening") {
+        while !((try? String(contentsOfFile: folder + "/pgbouncer.log", encoding: .utf8)) ?? "").contains("process up") { await Task.yield() }
+    }
+    func stop() {
+        if let text = try? String(contentsOfFile: folder + "/pgbouncer.pid", encoding: .utf8),
+            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        {
+            kill(pid, SIGTERM)
+        }
+    }
+    var pooled = url
+    pooled.port = port
+    do {
+        try await body(pooled)
+    } catch {
+        stop()
+        let log = (try? String(contentsOfFile: folder + "/pgbouncer.log", encoding: .utf8)) ?? ""
+        throw TestFailure("\(String(reflecting: error)); pgbouncer's log ends: \(log.suffix(600))")
+    }
+    stop()
 }
