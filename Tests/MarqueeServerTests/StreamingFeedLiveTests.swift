@@ -408,7 +408,7 @@ func withPgBouncer(in directory: String, in url: DatabaseURL, _ body: (DatabaseU
         if let text = try? String(contentsOfFile: folder + "/pgbouncer.pid", encoding: .utf8),
             let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
         {
-            kill(pid, SIGTERM)
+            kill(pid, SIGKILL)  // it inherits the test process's blocked signals, so SIGTERM would wait
         }
     }
     var pooled = url
