@@ -162,65 +162,6 @@ struct FeedHarness: Sendable {
         #expect(position >= handedOn)
     }
 
-    @Test func aTransactionOf100kRowsCutMidStreamArrivesWholeAfterTheReconnect() async throws {
-        let database = try TestDatabase.require()
-        try await FeedHarness.run(url: database.url) { feed in
-            let watcher = try feed.watchEvents(named: "row-100000", id: 1)
-            let delivered = feed.status.changesDelivered
-            try await feed.commit(
-                "insert into events (name, starts_at) select 'row-' || n, now() from generate_series(1, 100000) n")
-            // cut the stream while PostgreSQL decodes and sends the transaction
-            let pid = try #require(try await feed.walsender())
-            try await feed.commit("select pg_terminate_backend(\(pid))")
-            let change = try await feed.nextChange(watcher, "the last row of the big transaction", within: .seconds(120))
-            #expect(change["data"]?["record"]?["name"] == "row-100000")
-            #expect(feed.status.reconnects >= 1)
-            // every row reached the hub (at least once: a cut after delivery and before the confirmation resends it)
-            try await feed.waitUntil("every row was counted") { feed.status.changesDelivered - delivered >= 100_000 }
-            try await feed.waitUntil("the slot is confirmed past the transaction") {
-                (try await feed.confirmedFlush() ?? .invalid) >= feed.status.lastLSN && feed.status.lastLSN > .invalid
-            }
-        }
-    }
-
-    @Test func aDroppedSlotIsCreatedAgainAndEveryClientToldToResync() async throws {
-        let database = try TestDatabase.require()
-        try await FeedHarness.run(url: database.url) { feed in
-            let watcher = try feed.watchEvents(named: "after-the-drop", id: 1)
-            // an operator ends the walsender and drops the slot (retrying: the feed takes the slot back within 100 ms)
-            let slot = feed.slot
-            try await feed.waitUntil("the slot is dropped") {
-                try await feed.url.withConnection(logger: TestDatabase.logger) { connection in
-                    let rows = try await connection.query(
-                        """
-                        select pg_terminate_backend(active_pid) from pg_replication_slots where slot_name = \(slot) and active_pid is not null
-                        """, logger: TestDatabase.logger)
-                    for try await _ in rows {}
-                    do {
-                        try await connection.query("select pg_drop_replication_slot(\(slot))", logger: TestDatabase.logger)
-                        return true
-                    } catch {
-                        return false  // still active: try again
-                    }
-                }
-            }
-            // the clients are told to reconnect and resync
-            // (creating a logical slot waits for the transactions open in the whole cluster to end: other suites' too)
-            let frame = try await withDeadline(.seconds(90), "the resync close") { await watcher.outbox.next() }
-            guard case .close(let code, let reason) = frame else { throw TestFailure("expected a close frame, got \(String(describing: frame))") }
-            #expect(code == 1013)
-            #expect(reason.contains("resync"))
-            try await feed.log.waitFor("replication slot was gone (dropped?); created it again and told every client to resync")
-            try await feed.log.waitFor("change feed reading")
-            #expect(feed.status.slotsRecreated == 1)
-            // and the feed streams from the new slot
-            let again = try feed.watchEvents(named: "after-the-drop", id: 2)
-            try await feed.commit("insert into events (name, starts_at) values ('after-the-drop', now())")
-            let change = try await feed.nextChange(again, "a change after the slot was created again")
-            #expect(change["data"]?["record"]?["name"] == "after-the-drop")
-        }
-    }
-
     @Test func pollingIsChosenByConfiguration() async throws {
         let database = try TestDatabase.require()
         try await FeedHarness.run(url: database.url, configure: { $0.mode = .polling }) { feed in
@@ -273,6 +214,70 @@ func withPrivateCluster(_ body: (EmbeddedPostgres, DatabaseURL, String) async th
 
 /// Faults that need a cluster of their own: a restart, a server that refuses replication, a short wal_sender_timeout.
 @Suite struct StreamingFeedClusterTests {
+    @Test func aTransactionOf100kRowsCutMidStreamArrivesWholeAfterTheReconnect() async throws {
+        // on a cluster of its own: every logical slot of a cluster decodes the whole transaction, and the shared
+        // test cluster serves the other suites' feeds
+        try await withPrivateCluster { _, url, _ in
+            try await FeedHarness.run(url: url) { feed in
+                let watcher = try feed.watchEvents(named: "row-100000", id: 1)
+                let delivered = feed.status.changesDelivered
+                try await feed.commit(
+                    "insert into events (name, starts_at) select 'row-' || n, now() from generate_series(1, 100000) n")
+                // cut the stream while PostgreSQL decodes and sends the transaction
+                let pid = try #require(try await feed.walsender())
+                try await feed.commit("select pg_terminate_backend(\(pid))")
+                let change = try await feed.nextChange(watcher, "the last row of the big transaction", within: .seconds(120))
+                #expect(change["data"]?["record"]?["name"] == "row-100000")
+                #expect(feed.status.reconnects >= 1)
+                // every row reached the hub (at least once: a cut after delivery and before the confirmation resends it)
+                try await feed.waitUntil("every row was counted") { feed.status.changesDelivered - delivered >= 100_000 }
+                try await feed.waitUntil("the slot is confirmed past the transaction") {
+                    (try await feed.confirmedFlush() ?? .invalid) >= feed.status.lastLSN && feed.status.lastLSN > .invalid
+                }
+            }
+        }
+    }
+
+    @Test func aDroppedSlotIsCreatedAgainAndEveryClientToldToResync() async throws {
+        // on a cluster of its own: creating a logical slot waits for every transaction open in the cluster to end,
+        // and the other suites hold some open on the shared one for as long as they like
+        try await withPrivateCluster { _, url, _ in
+            try await FeedHarness.run(url: url) { feed in
+                let watcher = try feed.watchEvents(named: "after-the-drop", id: 1)
+                // an operator ends the walsender and drops the slot (retrying: the feed takes the slot back within 100 ms)
+                let slot = feed.slot
+                try await feed.waitUntil("the slot is dropped") {
+                    try await feed.url.withConnection(logger: TestDatabase.logger) { connection in
+                        let rows = try await connection.query(
+                            """
+                            select pg_terminate_backend(active_pid) from pg_replication_slots where slot_name = \(slot) and active_pid is not null
+                            """, logger: TestDatabase.logger)
+                        for try await _ in rows {}
+                        do {
+                            try await connection.query("select pg_drop_replication_slot(\(slot))", logger: TestDatabase.logger)
+                            return true
+                        } catch {
+                            return false  // still active: try again
+                        }
+                    }
+                }
+                // the clients are told to reconnect and resync
+                let frame = try await withDeadline(.seconds(90), "the resync close") { await watcher.outbox.next() }
+                guard case .close(let code, let reason) = frame else { throw TestFailure("expected a close frame, got \(String(describing: frame))") }
+                #expect(code == 1013)
+                #expect(reason.contains("resync"))
+                try await feed.log.waitFor("replication slot was gone (dropped?); created it again and told every client to resync")
+                try await feed.log.waitFor("change feed reading")
+                #expect(feed.status.slotsRecreated == 1)
+                // and the feed streams from the new slot
+                let again = try feed.watchEvents(named: "after-the-drop", id: 2)
+                try await feed.commit("insert into events (name, starts_at) values ('after-the-drop', now())")
+                let change = try await feed.nextChange(again, "a change after the slot was created again")
+                #expect(change["data"]?["record"]?["name"] == "after-the-drop")
+            }
+        }
+    }
+
     @Test func theFeedSurvivesAPostgreSQLRestartAndJoinsMadeMeanwhileGoLiveWhenItIsBack() async throws {
         try await withPrivateCluster { postgres, url, _ in
             try await FeedHarness.run(url: url) { feed in
