@@ -35,10 +35,16 @@ let package = Package(
             name: "MarqueeCore",
             swiftSettings: swiftSettings
         ),
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"]), .brew(["libpq"])]
+        ),
         .target(
             name: "MarqueeServer",
             dependencies: [
                 "MarqueeCore",
+                "CLibPQ",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),

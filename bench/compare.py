@@ -167,8 +167,9 @@ def server_side_text(rows):
             + "; ".join(parts) + ".") if parts else ""
 
 
-def run_marquee(db_url, postgres, n, rate, seconds, workers, client, final_timeout, log, perf_file=None, coalesce_ms=0):
-    with common.marquee_server(db_url, env={"MARQUEE_COALESCE_MS": str(coalesce_ms)}) as server:  # it applies the migrations
+def run_marquee(db_url, postgres, n, rate, seconds, workers, client, final_timeout, log, perf_file=None, coalesce_ms=0, feed="streaming"):
+    env = {"MARQUEE_COALESCE_MS": str(coalesce_ms), "MARQUEE_CHANGE_FEED": feed}
+    with common.marquee_server(db_url, env=env) as server:  # it applies the migrations
         with common.connect(db_url) as conn:
             event_id = conn.execute("insert into events (name, starts_at) values ('fan-out bench', now()) returning id").fetchone()[0]
             type_id = conn.execute("insert into event_tickets (event_id, name, price_cents, capacity, max_per_user) "
@@ -310,6 +311,8 @@ def main(argv=None):
     ap.add_argument("--coalesce-ms", type=int, default=0,
                     help="Marquee's MARQUEE_COALESCE_MS (default 0: every update is delivered, as Nchan does; 100 is the "
                          "server's default, latest wins per ticket type)")
+    ap.add_argument("--feed", choices=["streaming", "polling"], default="streaming",
+                    help="Marquee's MARQUEE_CHANGE_FEED: stream the slot over the replication protocol (the default) or poll it over SQL")
     args = ap.parse_args(argv)
 
     log = common.progress_log(args.quiet)
@@ -324,7 +327,7 @@ def main(argv=None):
             if "marquee" in args.servers:
                 try:
                     row = run_marquee(db_url, postgres, n, rate, args.seconds, args.workers, args.client, args.final_timeout, log,
-                                      args.perf, args.coalesce_ms)
+                                      args.perf, args.coalesce_ms, args.feed)
                     size = size or round(row["frame_bytes"])
                 except Exception as exc:
                     log(f"marquee at {n}: {exc!r}")
@@ -350,7 +353,7 @@ def main(argv=None):
         f"### Fan-out, Marquee vs Nchan, {run.started} UTC", "",
         f"`{command}`", "",
         f"{context} "
-        f"Marquee: `marquee serve` ({common.build_kind(binary)} build), PostgreSQL on the same machine. "
+        f"Marquee: `marquee serve` ({common.build_kind(binary)} build, change feed {args.feed}), PostgreSQL on the same machine. "
         + (f"Nchan: Debian nginx + libnginx-mod-nchan, {args.nginx_workers} worker processes. " if "nchan" in args.servers else "")
         + f"Rate: {rate_text} for {args.seconds:g} s. "
         f"Load generator: {args.workers} processes, `{args.client}` on uvloop, RLIMIT_NOFILE {nofile}.{ceiling} "

@@ -128,12 +128,18 @@ public func buildApplication(
         // a queue of connections waiting to be accepted deep enough for an on-sale's burst of browsers (the kernel caps
         // it at net.core.somaxconn); Hummingbird's default of 256 drops the rest of a burst until clients retry
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: "marquee", backlog: 4096),
-        onServerRunning: onServerRunning,
+        onServerRunning: { [gate = hub.feedGate] channel in
+            // ready (`listening on …`) once joins are told Subscribed to PostgreSQL, or after 10 s without a feed
+            _ = try? await withDeadline(.seconds(10), "waiting for the change feed") { await gate.waitUntilLive() }
+            await onServerRunning(channel)
+        },
         logger: logger)
     if let embedded { app.addServices(EmbeddedPostgresService(embedded)) }
     app.addServices(client)
     let slot = ChangeFeed.Configuration.slotName(database: database.database, node: config.nodeName)
     var feedConfiguration = ChangeFeed.Configuration(slotName: slot)
+    feedConfiguration.mode = config.changeFeedMode
+    feedStatus.setMode(config.changeFeedMode)
     feedConfiguration.deadline = DatabaseDeadline(max(config.databaseTimeout, feedConfiguration.deadline.limit))
     let feed = ChangeFeed(database: database, hub: hub, status: feedStatus, configuration: feedConfiguration, logger: logger)
     try await feed.prepareSlot()
@@ -165,10 +171,14 @@ public func buildRouter(_ dependencies: AppDependencies) -> Router<MarqueeReques
         } catch {
             database = "unreachable"
         }
-        let feed = dependencies.feedStatus.isConnected ? "ok" : "disconnected"
+        let status = dependencies.feedStatus
+        let feed = status.isConnected ? "ok" : "disconnected"
         let ready = database == "ok" && feed == "ok"
         return try JSONCoding.response(
-            ["status": ready ? "ready" : "not_ready", "database": database, "change_feed": feed],
+            [
+                "status": .string(ready ? "ready" : "not_ready"), "database": .string(database), "change_feed": .string(feed),
+                "change_feed_detail": status.readinessDetail(),
+            ],
             status: ready ? .ok : .serviceUnavailable)
     }
     MetricsController(dependencies: dependencies).addRoutes(to: router)

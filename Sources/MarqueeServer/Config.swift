@@ -30,6 +30,10 @@ public struct MarqueeConfig: Sendable {
     /// when the server starts.
     public var publicTables: [String] = []
 
+    /// How the change feed reads its slot (`MARQUEE_CHANGE_FEED`): `streaming` over the replication protocol (the
+    /// default; falls back to polling when the database refuses replication connections) or `polling` over SQL.
+    public var changeFeedMode: ChangeFeedStatus.Mode = .streaming
+
     /// Limits of the realtime endpoint and the reservations API (docs/security.md).
     public var limits = Limits()
 
@@ -140,6 +144,12 @@ public struct MarqueeConfig: Sendable {
                 }
             }
             config.publicTables = names
+        }
+        if let text = environment["MARQUEE_CHANGE_FEED"], !text.isEmpty {
+            guard let mode = ChangeFeedStatus.Mode(rawValue: text.lowercased()) else {
+                throw ConfigError(message: "MARQUEE_CHANGE_FEED must be streaming (the default) or polling, not '\(text)'")
+            }
+            config.changeFeedMode = mode
         }
         if let text = environment["MARQUEE_LOG_LEVEL"] {
             guard let level = Logger.Level(rawValue: text.lowercased()) else {

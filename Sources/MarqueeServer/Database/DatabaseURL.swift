@@ -14,6 +14,8 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
     public var password: String?
     public var database: String
     public var requireTLS: Bool
+    /// The URL's query parameters (`sslmode`, `sslrootcert`, …), handed to libpq as they are by the change feed.
+    public var options: [(String, String)] = []
 
     public init(parsing text: String) throws {
         guard let components = URLComponents(string: text), let scheme = components.scheme,
@@ -32,6 +34,7 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
         self.database = path.isEmpty ? self.username : path
         let sslmode = components.queryItems?.first(where: { $0.name == "sslmode" })?.value ?? "disable"
         self.requireTLS = ["require", "verify-ca", "verify-full"].contains(sslmode)
+        self.options = (components.queryItems ?? []).compactMap { item in item.value.map { (item.name, $0) } }
     }
 
     /// The URL without its password, for logs.

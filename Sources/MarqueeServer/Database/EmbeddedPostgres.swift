@@ -236,8 +236,10 @@ public actor EmbeddedPostgres {
             listen_addresses = '127.0.0.1'
             unix_socket_directories = ''
             wal_level = logical
-            max_replication_slots = 20
-            max_wal_senders = 10
+            # each server (node) streams its slot over a replication connection of its own (pg_hba.conf from initdb
+            # already lets the cluster's users make replication connections from 127.0.0.1)
+            max_replication_slots = 50
+            max_wal_senders = 50
             max_connections = 200
             logging_collector = off
 

@@ -125,6 +125,11 @@ public enum MetricCatalog {
         ("marquee_change_feed_lag_seconds", "How far behind the commit the feed read its newest change (0 when caught up)."),
         ("marquee_change_feed_wal_behind_bytes", "WAL written since the last position the feed handed on."),
         ("marquee_change_feed_last_commit_age_seconds", "Age of the newest change handed on."),
+        ("marquee_change_feed_streaming", "Whether the change feed streams over the replication protocol (1) or polls over SQL (0)."),
+        ("marquee_change_feed_reconnects_total", "Times the change feed lost its connection and connected again."),
+        ("marquee_change_feed_slot_recreated_total", "Times the change feed found its slot gone and created it again (clients told to resync)."),
+        ("marquee_change_feed_flushed_lsn", "The WAL position the feed handed on (streaming: reported to PostgreSQL as flushed), as a number."),
+        ("marquee_change_feed_lag_bytes", "Streaming: WAL bytes between what PostgreSQL sent and what the feed handed on."),
         ("marquee_database_up", "Whether the database answered within a second."),
         // connections (HTTP and WebSocket)
         ("marquee_connections_open", "Open TCP connections, HTTP and WebSocket together."),

@@ -10,30 +10,60 @@ import Synchronization
 
 /// The state of the change feed, reported by `/readyz` and `/metrics`.
 public final class ChangeFeedStatus: Sendable {
+    /// How the feed reads its slot.
+    public enum Mode: String, Sendable {
+        /// Over the replication protocol (`START_REPLICATION … LOGICAL`): changes are pushed as they commit.
+        case streaming
+        /// Over plain SQL (`pg_logical_slot_peek_binary_changes`), for databases that refuse replication connections.
+        case polling
+    }
+
     struct State: Sendable {
         var connected = false
+        var mode = Mode.streaming
         var lastError: String?
         var lastLSN: PgLSN = .invalid
+        var serverLSN: PgLSN = .invalid
         var lastCommit: Date?
         var batches = 0
         var changes = 0
+        var reconnects = 0
+        var slotsRecreated = 0
+        var lagSeconds = 0.0
     }
 
     private let state = Mutex(State())
     let connectedGauge: Meter
     let changesCounter: CoreMetrics.Counter
     let lagGauge: Meter
+    let streamingGauge: Meter
+    let reconnectsCounter: CoreMetrics.Counter
+    let slotRecreatedCounter: CoreMetrics.Counter
+    let flushedGauge: Meter
+    let lagBytesGauge: Meter
 
     public init(registry: MetricsRegistry = MetricsRegistry()) {
         connectedGauge = registry.gauge("marquee_change_feed_connected")
         changesCounter = registry.counter("marquee_change_feed_changes_total")
         lagGauge = registry.gauge("marquee_change_feed_lag_seconds")
+        streamingGauge = registry.gauge("marquee_change_feed_streaming")
+        reconnectsCounter = registry.counter("marquee_change_feed_reconnects_total")
+        slotRecreatedCounter = registry.counter("marquee_change_feed_slot_recreated_total")
+        flushedGauge = registry.gauge("marquee_change_feed_flushed_lsn")
+        lagBytesGauge = registry.gauge("marquee_change_feed_lag_bytes")
+        streamingGauge.set(1.0)
     }
 
     public var isConnected: Bool { state.withLock { $0.connected } }
+    public var mode: Mode { state.withLock { $0.mode } }
     public var lastError: String? { state.withLock { $0.lastError } }
     public var changesDelivered: Int { state.withLock { $0.changes } }
+    /// The position handed on (and, streaming, reported to PostgreSQL as flushed).
     public var lastLSN: PgLSN { state.withLock { $0.lastLSN } }
+    /// Streaming: the newest position PostgreSQL said it sent.
+    public var serverLSN: PgLSN { state.withLock { $0.serverLSN } }
+    public var reconnects: Int { state.withLock { $0.reconnects } }
+    public var slotsRecreated: Int { state.withLock { $0.slotsRecreated } }
     /// Seconds between now and the commit of the newest change handed on.
     public var secondsBehind: Double? { state.withLock { $0.lastCommit.map { Date().timeIntervalSince($0) } } }
 
@@ -45,28 +75,97 @@ public final class ChangeFeedStatus: Sendable {
         connectedGauge.set(value ? 1.0 : 0.0)
     }
 
+    func setMode(_ mode: Mode) {
+        state.withLock { $0.mode = mode }
+        streamingGauge.set(mode == .streaming ? 1.0 : 0.0)
+    }
+
+    /// The stream started (after a connection, or again after a reconnect).
+    func streaming(statusInterval: Duration) {
+        setMode(.streaming)
+        connected(true)
+    }
+
+    /// The feed lost its connection and connects again.
+    func reconnecting() {
+        state.withLock { $0.reconnects += 1 }
+        reconnectsCounter.increment()
+    }
+
+    func slotRecreated() {
+        state.withLock { $0.slotsRecreated += 1 }
+        slotRecreatedCounter.increment()
+    }
+
+    /// Streaming, between transactions: what the server sent and what was handed on.
+    func position(server: PgLSN, flushed: PgLSN) {
+        let behind = state.withLock { state -> UInt64 in
+            if flushed > state.lastLSN { state.lastLSN = flushed }
+            if server > state.serverLSN { state.serverLSN = server }
+            return state.serverLSN > state.lastLSN ? state.serverLSN.value - state.lastLSN.value : 0
+        }
+        lagBytesGauge.set(Double(behind))
+        flushedGauge.set(Double(flushed.value))
+        if behind == 0 { setLag(0) }
+    }
+
     /// A batch was handed on; `oldestCommit` is the commit time of its first change, `now` when it was read.
     func delivered(count: Int, lsn: PgLSN, commit: Date?, oldestCommit: Date? = nil, now: Date = Date()) {
         state.withLock {
             $0.batches += 1
             $0.changes += count
-            $0.lastLSN = lsn
+            if lsn > $0.lastLSN { $0.lastLSN = lsn }
             if let commit { $0.lastCommit = commit }
         }
+        flushedGauge.set(Double(lsn.value))
         if count > 0 { changesCounter.increment(by: count) }
-        if let oldestCommit { lagGauge.set(max(0, now.timeIntervalSince(oldestCommit))) }
+        if let oldestCommit { setLag(max(0, now.timeIntervalSince(oldestCommit))) }
     }
 
     /// The feed found nothing new: it is caught up.
-    func caughtUp() { lagGauge.set(0.0) }
+    func caughtUp() { setLag(0) }
+
+    private func setLag(_ seconds: Double) {
+        state.withLock { $0.lagSeconds = seconds }
+        lagGauge.set(seconds)
+    }
+
+    /// What `/readyz` shows of the feed: mode, flushed position, lag in bytes and seconds, reconnects, last error.
+    func readinessDetail(now: Date = Date()) -> JSONValue {
+        let state = self.state.withLock { $0 }
+        var detail: JSONObject = [
+            "mode": .string(state.mode.rawValue),
+            "streaming": .bool(state.connected && state.mode == .streaming),
+            "flushed_lsn": .string(state.lastLSN.description),
+            "reconnects": .int(Int64(state.reconnects)),
+            "slot_recreated": .int(Int64(state.slotsRecreated)),
+        ]
+        if state.mode == .streaming {
+            detail["server_lsn"] = .string(state.serverLSN.description)
+            detail["lag_bytes"] = .int(Int64(state.serverLSN > state.lastLSN ? state.serverLSN.value - state.lastLSN.value : 0))
+        }
+        detail["lag_seconds"] = .double(state.lagSeconds)
+        if let commit = state.lastCommit { detail["last_commit_age_seconds"] = .double(max(0, now.timeIntervalSince(commit))) }
+        if let error = state.lastError { detail["last_error"] = .string(error) }
+        return .object(detail)
+    }
 }
 
-/// Reads committed changes from a logical replication slot with the built-in `pgoutput` plugin over plain SQL, hands
-/// them to the hub in commit order, and only then advances the slot (at-least-once). Polls again at once while there
-/// are changes and backs off to `maxIdleDelay` when idle. Reconnects after database restarts and resumes from the slot.
+/// Reads committed changes from a logical replication slot with the built-in `pgoutput` plugin and hands them to the
+/// hub in commit order, confirming a position only after the hub took what comes before it (at-least-once).
+///
+/// By default it streams over the replication protocol (``StreamingChangeFeed``). In `polling` mode, chosen by
+/// configuration or taken automatically (with a warning) when the database refuses a replication connection, it reads
+/// over plain SQL: it peeks, hands on, and only then advances the slot, polling again at once while there are changes
+/// and backing off to `maxIdleDelay` when idle. Either way it reconnects after database restarts and resumes from the
+/// slot.
 public struct ChangeFeed: Service {
     public struct Configuration: Sendable {
         public var slotName: String
+        /// Streaming (the default) or polling over SQL (`MARQUEE_CHANGE_FEED=polling`).
+        public var mode = ChangeFeedStatus.Mode.streaming
+        /// When the streaming feed reports its position and gives up on a silent server.
+        var stream = ReplicationStream.Configuration()
         public var publication = "marquee"
         public var batchSize = 5000
         public var minIdleDelay: Duration = .milliseconds(2)
@@ -120,16 +219,65 @@ public struct ChangeFeed: Service {
 
     public func run() async throws {
         do {
-            try await cancelWhenGracefulShutdown { try await self.readUntilCancelled() }
+            try await cancelWhenGracefulShutdown {
+                if configuration.mode == .streaming {
+                    switch try await streamUntilCancelled() {
+                    case .stopped:
+                        return
+                    case .refused(let reason):
+                        logger.warning(
+                            "the database refused a replication connection: the change feed polls over SQL instead (set MARQUEE_CHANGE_FEED=polling to choose this)",
+                            metadata: ["reason": "\(reason)", "slot": "\(configuration.slotName)"])
+                    }
+                }
+                status.setMode(.polling)
+                try await self.readUntilCancelled()
+            }
         } catch is CancellationError {
             // shutting down
         }
         status.connected(false)
+        hub.feedInterrupted()
+    }
+
+    /// Runs ``StreamingChangeFeed`` on a thread of its own until the task is cancelled (a graceful shutdown), which
+    /// wakes the thread; returns once the thread has flushed its position and closed its connection.
+    private func streamUntilCancelled() async throws -> StreamingChangeFeed.Outcome {
+        let waker = try ReplicationWaker()
+        let hub = self.hub
+        let feed = StreamingChangeFeed(
+            parameters: ReplicationConnection.parameters(for: database), slotName: configuration.slotName, publication: configuration.publication,
+            stream: configuration.stream, deadline: configuration.deadline.limit, hub: hub, status: status, logger: logger,
+            deliver: { changes in Self.deliver(changes, to: hub) })
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<StreamingChangeFeed.Outcome, Never>) in
+                let thread = Thread { continuation.resume(returning: feed.run(waker: waker)) }
+                thread.name = "marquee change feed"
+                thread.start()
+            }
+        } onCancel: {
+            waker.wake()
+        }
+    }
+
+    /// Hands committed changes to the hub: rows to the router, inserts into `realtime.messages` as broadcasts.
+    static func deliver(_ changes: [RowChange], to hub: RealtimeHub) {
+        for change in changes {
+            if change.schema == "realtime" && change.table == "messages" {
+                if change.kind == .insert, let record = change.record {
+                    hub.publishDatabaseBroadcast(record, committed: change.commitTimestamp.date)
+                }
+            } else {
+                hub.publish(change)
+            }
+        }
     }
 
     /// Creates the slot before the server accepts connections, so that nothing committed after start-up is missed;
     /// skips a backlog left by an earlier run (nobody connected to this process can be waiting for it).
     public func prepareSlot() async throws {
+        // joins wait for the feed until it reads (see FeedGate)
+        hub.feedInterrupted()
         try await database.withConnection(logger: logger, deadline: configuration.deadline, eventLoop: configuration.eventLoop) { connection in
             let connection = WatchedConnection(connection)
             // under the slot's lock, so a second server with the same MARQUEE_NODE fails here instead of moving the slot
@@ -148,12 +296,15 @@ public struct ChangeFeed: Service {
                     try await claim(connection)
                     try await prepare(connection, skipBacklog: false)
                     status.connected(true)
-                    logger.info("change feed reading", metadata: ["slot": "\(configuration.slotName)"])
+                    hub.feedStreaming()
+                    logger.info("change feed reading", metadata: ["slot": "\(configuration.slotName)", "mode": "polling"])
                     try await poll(connection)
                 }
             } catch {
                 if Task.isCancelled { return }
+                hub.feedInterrupted()
                 status.connected(false, error: describeError(error))
+                status.reconnecting()
                 logger.warning("change feed interrupted; reconnecting", metadata: ["error": "\(describeError(error))", "retry": "\(retryDelay)"])
                 try await Task.sleep(for: retryDelay)
                 retryDelay = min(retryDelay * 2, .seconds(2))
@@ -198,6 +349,18 @@ public struct ChangeFeed: Service {
     func prepare(_ connection: WatchedConnection, skipBacklog: Bool) async throws {
         let slot = configuration.slotName
         let found = try await rows(connection, "looking for the slot", "select 1 from pg_replication_slots where slot_name = \(slot)", as: Int.self)
+        if configuration.mode == .streaming {
+            // a slot streams to one connection at a time: a second server with this MARQUEE_NODE would take turns with us
+            let active = try await rows(
+                connection, "checking the slot", "select active_pid from pg_replication_slots where slot_name = \(slot) and active_pid is not null",
+                as: Int32.self)
+            if let pid = active.first {
+                throw ChangeFeedError(
+                    message:
+                        "another server (PostgreSQL backend \(pid)) is streaming the replication slot \(slot); give each server sharing a database its own MARQUEE_NODE"
+                )
+            }
+        }
         if found.isEmpty {
             try await execute(connection, "creating the slot", "select pg_create_logical_replication_slot(\(slot)::name, 'pgoutput')")
             logger.info("created replication slot", metadata: ["slot": "\(slot)"])
@@ -255,15 +418,7 @@ public struct ChangeFeed: Service {
             }
             backoff.changed(now: .now)
             if try await learnMissingTypes(&assembler, connection) { continue }  // read again, knowing the new types
-            for change in changes {
-                if change.schema == "realtime" && change.table == "messages" {
-                    if change.kind == .insert, let record = change.record {
-                        hub.publishDatabaseBroadcast(record, committed: change.commitTimestamp.date)
-                    }
-                } else {
-                    hub.publish(change)
-                }
-            }
+            Self.deliver(changes, to: hub)
             // read the result: an advance that failed must not go unnoticed
             try await execute(connection, "advancing the slot", "select pg_replication_slot_advance(\(slot)::name, \(lastLSN)::pg_lsn)")
             status.delivered(count: changes.count, lsn: PgLSN(lastLSN) ?? .invalid, commit: newestCommit, oldestCommit: oldestCommit, now: readAt)

@@ -155,7 +155,8 @@ public final class RealtimeGateway: Sendable {
     ) -> ArraySlice<RealtimeSession.Action> {
         for (index, action) in zip(actions.indices, actions) {
             switch action {
-            case .send(let message):
+            case .send(let original):
+                let message = hub.feedGate.admit(original, connection: connection)
                 if message.event == "phx_reply", message.payload["status"]?.stringValue == "error",
                     let reason = message.payload["response"]?["reason"]?.stringValue
                 {

@@ -120,6 +120,8 @@ public final class RealtimeHub: Sendable {
     public let policy: SubscriptionPolicy
     let state = Mutex(State())
     let metrics: HubMetrics
+    /// Whether joins are told `Subscribed to PostgreSQL` now or once the change feed streams (see ``FeedGate``).
+    public let feedGate = FeedGate()
     /// Client broadcasts per second per topic (bursts of twice as many); nil for no limit.
     let broadcastsPerSecond: Double?
     /// What presence one topic may carry.
