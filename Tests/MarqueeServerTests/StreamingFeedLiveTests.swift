@@ -391,6 +391,7 @@ func withPgBouncer(in directory: String, in url: DatabaseURL, _ body: (DatabaseU
     auth_type = scram-sha-256
     auth_file = \(folder)/userlist.txt
     pool_mode = session
+    ignore_startup_parameters = extra_float_digits, IntervalStyle, bytea_output
     logfile = \(folder)/pgbouncer.log
     pidfile = \(folder)/pgbouncer.pid
 
